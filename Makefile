@@ -1,0 +1,38 @@
+# wbspine — the two commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-base
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc
+DEMO_OUT ?= demo-out
+
+.PHONY: demo test bench venv system-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# DCMTK, dicom3tools and Orthanc: real DICOM peers and validators for the tests.
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing DICOM tools (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends dcmtk dicom3tools orthanc; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/wbspine phantom --out $(DEMO_OUT)/phantom-seed1 --seed 1 --size full
+
+bench: $(STAMP)
+	$(BIN)/python tests/benchmarks/bench_phantom.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache build *.egg-info

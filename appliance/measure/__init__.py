@@ -1,0 +1,1 @@
+"""Spinal and pelvic parameters from label maps (pure functions of mask + affine)."""

@@ -1,0 +1,129 @@
+"""Generate a synthetic weight-bearing CBCT study with exact ground truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from appliance.errors import PhantomError
+from appliance.labels import Label
+from appliance.phantom.appearance import apply_cbct
+from appliance.phantom.body import AIR_HU, paint_soft_tissue
+from appliance.phantom.params import PhantomParams, Size, draw_params
+from appliance.phantom.raster import Grid, paint, paint_shape, union_sdf
+from appliance.phantom.skeleton import Skeleton, build_skeleton
+from appliance.phantom.spine import Spine, build_spine
+from appliance.phantom.truth import BodyStats, compute_truth
+from appliance.volume import Volume, write_nifti
+
+
+@dataclass(frozen=True)
+class Study:
+    params: PhantomParams
+    image: Volume  # int16 grey values
+    labels: Volume  # uint8, project label convention
+    truth: dict
+
+
+def _labelled_extent(spine: Spine, skel: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    boxes = [v.body.bbox_mm() for v in spine.vertebrae]
+    boxes += [s.bbox_mm() for s in skel.pelvis] + [h.sphere.bbox_mm() for h in skel.heads]
+    los, his = zip(*boxes)
+    return np.min(los, axis=0), np.max(his, axis=0)
+
+
+def _grid(p: PhantomParams, spine: Spine, skel: Skeleton) -> tuple[Grid, np.ndarray]:
+    g = p.grid
+    lo, hi = _labelled_extent(spine, skel)
+    centre = 0.5 * (lo[:2] + hi[:2])
+    z_lo = min(float(np.min([h.sphere.center[2] - h.sphere.radius for h in skel.heads])),
+               skel.ischium_z_mm) - 25.0 * p.scale
+    z_hi = spine.vertebrae[0].superior_z_mm + 12.0
+    nz = int(np.ceil((z_hi - z_lo) / g.slice_spacing_mm)) + 1
+    m = g.matrix
+    origin = np.array([centre[0] - (m - 1) / 2.0 * g.pixel_mm, centre[1] - (m - 1) / 2.0 * g.pixel_mm, z_lo])
+    spacing = np.array([g.pixel_mm, g.pixel_mm, g.slice_spacing_mm])
+    return Grid(origin, spacing, (nz, m, m)), centre
+
+
+def _check_in_fov(labels: np.ndarray, grid: Grid, centre: np.ndarray, radius_mm: float) -> None:
+    footprint = labels.any(axis=0)
+    iy, ix = np.nonzero(footprint)
+    r = np.hypot(grid.axis_mm(0)[ix] - centre[0], grid.axis_mm(1)[iy] - centre[1])
+    if r.size and r.max() > radius_mm:
+        raise PhantomError("the planted anatomy does not fit the circular field of view; "
+                           "choose smaller curve or sagittal angles")
+
+
+def _centroid(grid: Grid, sl, inside: np.ndarray) -> BodyStats:
+    idx = np.nonzero(inside)
+    if idx[0].size == 0:
+        raise PhantomError("a vertebral body fell outside the grid")
+    z = grid.axis_mm(2)[sl[0]][idx[0]].mean()
+    y = grid.axis_mm(1)[sl[1]][idx[1]].mean()
+    x = grid.axis_mm(0)[sl[2]][idx[2]].mean()
+    return BodyStats(np.array([x, y, z]), int(idx[0].size))
+
+
+def generate_study(seed: int, size: Size = "small", **overrides) -> Study:
+    """Build a study from ``seed``; ``overrides`` pin planted values (see ``draw_params``)."""
+    p = draw_params(seed, size, **overrides)
+    spine = build_spine(p)
+    skel = build_skeleton(spine, p)
+    grid, fov_centre = _grid(p, spine, skel)
+    rng = np.random.default_rng([seed, 2])  # appearance stream, independent of anatomy
+
+    density = np.full(grid.shape_zyx, AIR_HU, dtype=np.float32)
+    labels = np.zeros(grid.shape_zyx, dtype=np.uint8)
+    outline = paint_soft_tissue(density, grid, spine, skel, p, rng)
+    cortex = 1.2 * p.scale
+    for bone in skel.unlabelled_bone:
+        paint_shape(density, None, grid, bone, p.cortical_hu, p.cancellous_hu, cortex)
+    for disc in skel.discs:
+        paint_shape(density, None, grid, disc, p.disc_hu + 25.0, p.disc_hu, 2.0 * p.scale)
+    stats: dict[str, BodyStats] = {}
+    for v in spine.vertebrae:
+        found = paint_shape(density, labels, grid, v.body, p.cortical_hu, p.cancellous_hu, cortex,
+                            Label.VERTEBRAL_BODIES)
+        if found is None:
+            raise PhantomError(f"{v.name} fell outside the grid")
+        stats[v.name] = _centroid(grid, *found)
+    pelvis = union_sdf(skel.pelvis, grid)
+    if pelvis is None:
+        raise PhantomError("the pelvis fell outside the grid")
+    paint(density, labels, pelvis[0], pelvis[1], p.cortical_hu, p.cancellous_hu, cortex, Label.PELVIS)
+    for head in skel.heads:
+        paint_shape(density, labels, grid, head.sphere, p.cortical_hu, p.cancellous_hu, cortex,
+                    Label.FEMORAL_HEADS)
+
+    _check_in_fov(labels, grid, fov_centre, p.grid.fov_mm / 2.0 - 2.0)
+    grey = apply_cbct(density, grid, outline, p, fov_centre, rng)
+    del density
+    spacing = tuple(float(s) for s in grid.spacing_mm)
+    origin = tuple(float(o) for o in grid.origin_mm)
+    image = Volume(grey, spacing, origin)
+    truth = compute_truth(p, spine, skel, stats)
+    truth["grid"] = {"shape_zyx": list(grid.shape_zyx), "spacing_mm": list(spacing),
+                     "origin_mm": list(origin), "fov_centre_mm": [float(c) for c in fov_centre]}
+    return Study(p, image, Volume(labels, spacing, origin), truth)
+
+
+def write_study(study: Study, out_dir: str | Path, dicom: bool = True) -> dict[str, Path]:
+    """Write ``image.nii.gz``, ``labels.nii.gz``, ``truth.json`` and (optionally) ``dicom/``."""
+    from appliance.phantom.dicom_series import write_ct_series
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "image": write_nifti(study.image, out / "image.nii.gz"),
+        "labels": write_nifti(study.labels, out / "labels.nii.gz"),
+    }
+    truth_path = out / "truth.json"
+    truth_path.write_text(json.dumps(study.truth, indent=2, sort_keys=False) + "\n")
+    paths["truth"] = truth_path
+    if dicom:
+        paths["dicom"] = write_ct_series(study, out / "dicom")
+    return paths
