@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from appliance.cli import main
 
 
 def test_console_script_writes_the_four_outputs(tmp_path):
-    exe = shutil.which("wbspine")
+    beside = Path(sys.executable).with_name("wbspine")  # the venv running the tests
+    exe = str(beside) if beside.exists() else shutil.which("wbspine")
     assert exe, "the wbspine console script is not installed (pip install -e .)"
     out = tmp_path / "study"
     result = subprocess.run([exe, "phantom", "--out", str(out), "--seed", "1"], capture_output=True, text=True)
