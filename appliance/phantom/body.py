@@ -72,7 +72,7 @@ def paint_soft_tissue(density: np.ndarray, grid: Grid, spine: Spine, skel: Skele
         sl[rho <= 1.0] = FAT_HU
         sl[rho <= fat_rho] = SOFT_HU
     _organs(density, grid, spine, ol, p, rng)
-    for arm_bone in skel.unlabelled_bone[-2:]:  # humeri are the last two bones
+    for arm_bone in skel.humeri:  # raised arms: soft tissue around each humerus
         arm = Capsule(arm_bone.a, arm_bone.b, 42.0 * g)
         paint_shape(density, None, grid, arm, SOFT_HU, SOFT_HU, 0.0)
     return ol

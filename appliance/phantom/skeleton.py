@@ -45,6 +45,7 @@ class Skeleton:
     hip_center_mm: np.ndarray
     ischium_z_mm: float
     femoral_shafts: tuple[Capsule, ...]
+    humeri: tuple[Capsule, ...]
 
 
 def discs(spine: Spine) -> list[Shape]:
@@ -180,10 +181,10 @@ def pelvis_and_femora(spine: Spine, p: PhantomParams) -> tuple[list[Shape], list
     return pelvis, heads, hip, femora, ischium_z, shafts
 
 
-def humeri(spine: Spine, p: PhantomParams) -> list[Shape]:
+def humeri(spine: Spine, p: PhantomParams) -> list[Capsule]:
     """Arms raised beside the head (the patient holds an overhead support)."""
     t1 = spine.by_name("T1").body
-    out: list[Shape] = []
+    out: list[Capsule] = []
     for side in (-1, 1):
         base = t1.center + np.array([side * 95.0, -10.0, 10.0]) * p.scale * p.girth
         out.append(Capsule(base, base + np.array([side * 15.0, -5.0, 300.0]) * p.scale, 11.0 * p.scale))
@@ -192,6 +193,7 @@ def humeri(spine: Spine, p: PhantomParams) -> list[Shape]:
 
 def build_skeleton(spine: Spine, p: PhantomParams) -> Skeleton:
     pelvis, heads, hip, femora, ischium_z, shafts = pelvis_and_femora(spine, p)
-    bone = posterior_elements(spine, p.scale) + ribs(spine, p) + femora + humeri(spine, p)
+    arms = humeri(spine, p)
+    bone = posterior_elements(spine, p.scale) + ribs(spine, p) + femora + arms
     return Skeleton(tuple(discs(spine)), tuple(bone), tuple(pelvis), tuple(heads), hip, ischium_z,
-                    tuple(shafts))
+                    tuple(shafts), tuple(arms))
