@@ -2,19 +2,28 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-base
+BASE   := $(VENV)/.installed-base
+FULL   := $(VENV)/.installed-test
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc
 DEMO_OUT ?= demo-out
 
 .PHONY: demo test bench venv system-deps clean
 
-venv: $(STAMP)
+venv: $(BASE)
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# The appliance install set (no torch): what `make demo` needs.
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
+
+# Tests also cover training/export: torch==2.13.0 (the CPU build on CPU machines).
+$(FULL): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	touch $@ $(BASE)
 
 # DCMTK, dicom3tools and Orthanc: real DICOM peers and validators for the tests.
 system-deps:
@@ -25,13 +34,13 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends dcmtk dicom3tools orthanc; \
 	fi
 
-test: $(STAMP) system-deps
+test: $(FULL) system-deps
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(BIN)/wbspine phantom --out $(DEMO_OUT)/phantom-seed1 --seed 1 --size full
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(BIN)/python tests/benchmarks/bench_phantom.py
 
 clean:

@@ -48,3 +48,13 @@ def test_a_torch_command_names_the_extra_when_torch_is_missing(monkeypatch):
         require_torch("Training")
     message = str(info.value)
     assert "wbspine[train]" in message and "Training" in message and "torch" in message
+
+
+def test_the_base_install_set_does_not_require_torch():
+    from importlib.metadata import requires
+
+    base = [r for r in (requires("wbspine") or []) if "extra ==" not in r]
+    assert base, "wbspine is not installed as a distribution (pip install -e .)"
+    assert not [r for r in base if r.lower().startswith("torch")], base
+    train = [r for r in requires("wbspine") if 'extra == "train"' in r]
+    assert any(r.startswith("torch==2.13.0") for r in train), train
