@@ -20,6 +20,10 @@ from appliance.phantom.truth import BodyStats, compute_truth
 from appliance.volume import Volume, write_nifti
 
 
+_FOV_MESSAGE = ("the planted anatomy does not fit the 350 mm field of view (too much sagittal or coronal "
+                "imbalance for this combination); choose less extreme curve or sagittal angles")
+
+
 @dataclass(frozen=True)
 class Study:
     params: PhantomParams
@@ -39,6 +43,8 @@ def _grid(p: PhantomParams, spine: Spine, skel: Skeleton) -> tuple[Grid, np.ndar
     g = p.grid
     lo, hi = _labelled_extent(spine, skel)
     centre = 0.5 * (lo[:2] + hi[:2])
+    if np.any(hi[:2] - lo[:2] > g.fov_mm - 10.0):
+        raise PhantomError(_FOV_MESSAGE)
     z_lo = min(float(np.min([h.sphere.center[2] - h.sphere.radius for h in skel.heads])),
                skel.ischium_z_mm) - 25.0 * p.scale
     z_hi = spine.vertebrae[0].superior_z_mm + 12.0
@@ -54,8 +60,7 @@ def _check_in_fov(labels: np.ndarray, grid: Grid, centre: np.ndarray, radius_mm:
     iy, ix = np.nonzero(footprint)
     r = np.hypot(grid.axis_mm(0)[ix] - centre[0], grid.axis_mm(1)[iy] - centre[1])
     if r.size and r.max() > radius_mm:
-        raise PhantomError("the planted anatomy does not fit the circular field of view; "
-                           "choose smaller curve or sagittal angles")
+        raise PhantomError(_FOV_MESSAGE)
 
 
 def _centroid(grid: Grid, sl, inside: np.ndarray) -> BodyStats:

@@ -65,7 +65,7 @@ class PhantomParams:
     lordosis_deg: float  # L1 superior vs L5 inferior endplate
     cervical_lordosis_deg: float  # C2 superior vs C7 inferior endplate
     l5_s1_wedge_deg: float  # L5 inferior endplate vs S1 plate (lordotic)
-    thoracolumbar_deg: float  # T12 inferior vs L1 superior (lordotic if > 0)
+    thoracolumbar_deg: float  # preferred T12 inferior vs L1 superior (lordotic if > 0); see spine
     pelvic_incidence_deg: float
     pelvic_tilt_deg: float
     c7_offset_mm: float  # sagittal vertical axis: C7 body centre ahead (−) of the S1 plate centre
@@ -140,15 +140,19 @@ def draw_params(
     scale = float(rng.normal(0.88, 0.04) if is_adolescent else rng.normal(1.0, 0.05))
     curves = _draw_curves(rng, cobb_deg)
     pi = float(rng.uniform(35.0, 85.0)) if pelvic_incidence_deg is None else float(pelvic_incidence_deg)
-    pt = float(np.clip(rng.normal(0.27 * pi - 1.0, 4.0), -5.0, pi - 15.0)) if pelvic_tilt_deg is None \
-        else float(pelvic_tilt_deg)
     if not 20.0 <= pi <= 100.0:
         raise PhantomError(f"pelvic incidence {pi}° outside 20–100°")
-    if not -15.0 <= pt <= pi - 5.0:
-        raise PhantomError(f"pelvic tilt {pt}° must lie in −15°…PI−5° (sacral slope ≥ 5°)")
     # Lumbar lordosis follows PI (Schwab: LL ≈ PI + 9 for L1–S1), kept in the 20–70° span.
     lordosis = float(np.clip(rng.normal(pi - 5.0, 7.0), 20.0, 70.0)) if lordosis_deg is None \
         else float(lordosis_deg)
+    # Pelvic tilt grows with PI (Legaye) and compensates a PI–LL mismatch: retroversion when
+    # the lordosis is too small for the pelvis, anteversion when it is too large.
+    mismatch = pi - lordosis
+    compensation = 0.6 * max(0.0, mismatch - 10.0) + 0.4 * min(0.0, mismatch + 5.0)
+    pt_drawn = rng.normal(0.27 * pi - 1.0 + compensation, 4.0)
+    pt = float(np.clip(pt_drawn, -5.0, pi - 15.0)) if pelvic_tilt_deg is None else float(pelvic_tilt_deg)
+    if not -15.0 <= pt <= pi - 5.0:
+        raise PhantomError(f"pelvic tilt {pt}° must lie in −15°…PI−5° (sacral slope ≥ 5°)")
     kyphosis = float(rng.uniform(10.0, 60.0)) if kyphosis_deg is None else float(kyphosis_deg)
     for name, value, lo, hi in (("lordosis", lordosis, 0.0, 90.0), ("kyphosis", kyphosis, 0.0, 90.0)):
         if not lo <= value <= hi:

@@ -46,6 +46,7 @@ class Spine:
     z_mm: np.ndarray  # dense samples of the centreline
     x_mm: np.ndarray
     y_mm: np.ndarray
+    balance: dict  # how sagittal balance was reached (junction angle, thoracic shape, C7 offset)
 
     def centre_at(self, z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centreline (x, y) at heights ``z_mm`` (held constant beyond its ends)."""
@@ -113,18 +114,20 @@ def _profile(z: np.ndarray, segments: list[Segment]) -> np.ndarray:
 
 
 def _sagittal_segments(p: PhantomParams, sup: np.ndarray, inf: np.ndarray,
-                       thoracic_gamma: float) -> list[Segment]:
+                       thoracic_gamma: float, thoracolumbar_deg: float) -> list[Segment]:
     """Sagittal tilt from SS, the L5–S1 wedge, lordosis, kyphosis, cervical lordosis.
 
     Lordosis is concentrated caudally (most of it at L4–S1) and kyphosis cranially; the
     thoracic exponent is chosen by :func:`build_spine` to keep C7 over the sacrum
-    (sagittal balance). Only the values at the endplates are planted angles.
+    (sagittal balance), together with the thoracolumbar junction angle (T12 inferior vs
+    L1 superior), which no reported parameter spans. Only the values at the endplates
+    are planted angles.
     """
     i = LEVELS.index
     s1 = -p.sacral_slope_deg
     l5_inf = s1 + p.l5_s1_wedge_deg
     l1_sup = l5_inf + p.lordosis_deg
-    t12_inf = l1_sup + p.thoracolumbar_deg
+    t12_inf = l1_sup + thoracolumbar_deg
     t1_sup = t12_inf - p.kyphosis_deg
     c2_sup = t1_sup + p.cervical_lordosis_deg
     return [
@@ -163,14 +166,19 @@ def build_spine(p: PhantomParams) -> Spine:
     alpha = np.radians(np.interp(z, cz, cv))
     x = _integrate(np.tan(alpha), z)
     c7 = LEVELS.index("C7")
+    # Sagittal balance (C7 over the S1 plate, within the drawn offset): choose the thoracic
+    # shape exponent and, if needed, a junctional angle away from the drawn one (a cost of
+    # 1 mm per degree of departure keeps it close when balance allows).
     best = None
-    for gamma in np.linspace(0.6, 4.0, 35):  # sagittal balance: C7 over the S1 plate
-        segs = _sagittal_segments(p, sup, inf, float(gamma))
-        y = _integrate(np.tan(np.radians(_profile(z, segs))), z)
-        offset = abs(float(np.interp(0.5 * (sup[c7] + inf[c7]), z, y)) - p.c7_offset_mm)
-        if best is None or offset < best[0]:
-            best = (offset, segs, y)
-    _, segments, y = best
+    for tl in np.r_[p.thoracolumbar_deg, np.linspace(-35.0, 35.0, 29)]:
+        for gamma in np.linspace(0.6, 4.0, 18):
+            segs = _sagittal_segments(p, sup, inf, float(gamma), float(tl))
+            y = _integrate(np.tan(np.radians(_profile(z, segs))), z)
+            cost = abs(float(np.interp(0.5 * (sup[c7] + inf[c7]), z, y)) - p.c7_offset_mm) \
+                + abs(tl - p.thoracolumbar_deg)
+            if best is None or cost < best[0]:
+                best = (cost, segs, y, float(tl), float(gamma))
+    _, segments, y, thoracolumbar, thoracic_gamma = best
 
     def point(zq: float) -> np.ndarray:
         return np.array([np.interp(zq, z, x), np.interp(zq, z, y), zq])
@@ -197,4 +205,6 @@ def build_spine(p: PhantomParams) -> Spine:
             inf_point=point(inf[k]), inf_normal=tangent(inf[k]),
         )
         vertebrae.append(Vertebra(name, body, float(sup[k]), float(inf[k]), float(rotations[k])))
-    return Spine(tuple(vertebrae), np.zeros(3), tangent(0.0), z, x, y)
+    return Spine(tuple(vertebrae), np.zeros(3), tangent(0.0), z, x, y,
+                 {"thoracolumbar_deg": thoracolumbar, "thoracic_gamma": thoracic_gamma,
+                  "c7_offset_mm": float(np.interp(0.5 * (sup[c7] + inf[c7]), z, y))})

@@ -84,6 +84,7 @@ def compute_truth(p: PhantomParams, spine: Spine, skel: Skeleton, stats: dict[st
         "s1_plate": {"center_mm": _r(s1_c, 3), "normal": _r(s1_n)},
         "hip_axis": {"center_mm": _r(hip_c, 3), "left_direction": _r(hip_left / np.linalg.norm(hip_left))},
         "planted": p.as_dict(),
+        "sagittal_balance": spine.balance,
         "definitions": "appliance.measure.definitions (LPS mm; endplate normals point superiorly)",
         "warnings": [],
     }

@@ -129,3 +129,23 @@ def test_endplate_voxels_fit_the_planted_planes_within_half_a_degree(full_study)
             layer_area = n_layer * float(np.prod(vol.spacing_mm)) / (2 * band)
             assert layer_area > 0.6 * section_mm2, (v["name"], side)
     assert max(errors) < 0.5, max(errors)
+
+
+@pytest.mark.parametrize("cobb, kyphosis, lordosis, pi", [
+    (0, 10, 20, 35), (60, 60, 70, 85), (60, 10, 70, 35), (0, 60, 20, 35),
+    (30, 35, 45, 60), (60, 10, 20, 85), (45, 60, 70, 35), (15, 20, 70, 85),
+])
+def test_the_measurement_issue_ranges_can_be_planted(cobb, kyphosis, lordosis, pi):
+    """Cobb 0–60°, kyphosis 10–60°, lordosis 20–70°, PI 35–85° (issue 6) stay buildable."""
+    t = cached_study(5, cobb_deg=cobb, kyphosis_deg=kyphosis, lordosis_deg=lordosis,
+                     pelvic_incidence_deg=pi, max_rotation_deg=20.0).truth
+    assert t["cobb"]["angle_deg"] == pytest.approx(cobb, abs=1e-6)
+    assert t["thoracic_kyphosis_deg"] == pytest.approx(kyphosis, abs=1e-6)
+    assert t["lumbar_lordosis_deg"] == pytest.approx(lordosis, abs=1e-6)
+    assert t["pelvic_incidence_deg"] == pytest.approx(pi, abs=1e-6)
+    assert abs(t["sagittal_balance"]["c7_offset_mm"]) < 120.0
+
+
+def test_a_pathological_combination_is_refused_clearly():
+    with pytest.raises(PhantomError, match="field of view"):
+        cached_study(8, cobb_deg=0.0, kyphosis_deg=60.0, lordosis_deg=20.0, pelvic_incidence_deg=85.0)
