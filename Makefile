@@ -20,9 +20,10 @@ $(BASE): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-# Tests also cover training/export: torch==2.13.0 (the CPU build on CPU machines).
+# Tests also cover training/export (torch==2.13.0, the CPU build on CPU machines) and the
+# MONAI comparison of the inference benchmark.
 $(FULL): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train,bench]'
 	touch $@ $(BASE)
 
 # DCMTK, dicom3tools and Orthanc: real DICOM peers and validators for the tests.

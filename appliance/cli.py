@@ -9,13 +9,35 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from appliance import __version__
-from appliance.errors import WbspineError
-from appliance.phantom import cli as phantom_cli
+import functools
 
-#: Modules that add a subcommand: ``register(subparsers)``.
+from appliance import __version__
+from appliance import infer_cli
+from appliance.errors import WbspineError
+from appliance.measure import cli as measure_cli
+from appliance.outputs import cli as report_cli
+from appliance.phantom import cli as phantom_cli
+from dicom_node import cli as node_cli
+from export import cli as export_cli
+from training import cli as training_cli
+
+#: The node runs the full appliance pipeline on every completed series.
+PIPELINE_PROCESSOR = "appliance.pipeline:make_processor"
+
+#: Functions that add a subcommand (``register(subparsers)``), in help order. Training and
+#: export import torch only inside their handlers.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     phantom_cli.register,
+    training_cli.register_dataset,
+    training_cli.register_train,
+    training_cli.register_evaluate,
+    export_cli.register,
+    infer_cli.register,
+    measure_cli.register,
+    report_cli.register,
+    functools.partial(node_cli.register_serve, processor=PIPELINE_PROCESSOR),
+    node_cli.register_status,
+    node_cli.register_retry,
 )
 
 

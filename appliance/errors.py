@@ -14,13 +14,21 @@ from dicom_node.errors import (
 __all__ = [
     "CannotUnderstand",
     "ConfigError",
+    "DatasetError",
     "DatasetMismatch",
     "DicomStatusError",
+    "BundleError",
+    "EngineError",
+    "InferenceInputError",
+    "ExportError",
     "InputVolumeError",
+    "SeriesError",
     "MeasurementError",
     "MissingExtraError",
+    "OutputError",
     "OutOfResources",
     "PhantomError",
+    "TrainingError",
     "WbspineError",
 ]
 
@@ -49,3 +57,49 @@ class MissingExtraError(WbspineError):
 
 class MeasurementError(WbspineError):
     """Measurements cannot be attempted on the given label map (shape, geometry, type)."""
+
+
+# --- inference (issue 5) --------------------------------------------------------------
+
+class BundleError(WbspineError):
+    """A model bundle cannot be used: missing/oversized/invalid manifest, unknown schema
+    version, missing file, unsafe path, or a size/sha256 mismatch. ``code`` names which
+    (see ``appliance.bundle.BundleErrorCode``)."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class EngineError(WbspineError):
+    """An inference engine cannot be created or run (missing provider, bad model I/O)."""
+
+
+class SeriesError(InputVolumeError):
+    """A DICOM folder is not one usable CT volume. ``code`` names why (see
+    ``appliance.series.SeriesErrorCode``): not_a_volume, too_few_slices, uneven_spacing,
+    missing_slices, mixed_orientation, multiple_series, not_ct, too_large."""
+
+    def __init__(self, message: str, code: str = "not_a_volume") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InferenceInputError(InputVolumeError):
+    """A volume handed to inference is unusable (empty after cropping, wrong dtype/shape)."""
+
+
+class OutputError(WbspineError):
+    """A result object (SEG, SR, key image, STL) cannot be made from the given inputs."""
+
+
+class DatasetError(WbspineError):
+    """A training dataset folder, manifest or label mapping is unusable."""
+
+
+class TrainingError(WbspineError):
+    """Training or evaluation cannot proceed (checkpoint mismatch, no data, ...)."""
+
+
+class ExportError(WbspineError):
+    """A checkpoint cannot be exported to a valid model bundle (or fails parity)."""

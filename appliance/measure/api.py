@@ -1,0 +1,194 @@
+"""``measure(labels, affine)``: spinal and pelvic parameters from a label map.
+
+Pipeline: crop to each label's bounding box → individual vertebral bodies → endplate
+plane fits → S1 plate under the lowest body → level names → femoral heads and hip axis
+→ the clinical definitions of :mod:`appliance.measure.definitions`. Anything that
+cannot be measured is ``None`` with a warning saying why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from appliance.errors import MeasurementError
+from appliance.labels import LEVELS, Label
+from appliance.measure import definitions as d
+from appliance.measure.bodies import Body, find_bodies, name_levels
+from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
+from appliance.measure.geometry import voxel_points_mm
+from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
+from appliance.measure.rotation import left_axis
+from appliance.measure.spinal import sagittal_parameters
+
+SCHEMA = "wbspine.measurements/1"
+
+
+def _bbox(mask_any_z: np.ndarray, mask_any_y: np.ndarray, mask_any_x: np.ndarray):
+    out = []
+    for a in (mask_any_z, mask_any_y, mask_any_x):
+        nz = np.flatnonzero(a)
+        if len(nz) == 0:
+            return None
+        out.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    return tuple(out)
+
+
+def label_crop(labels: np.ndarray, value: int) -> tuple[np.ndarray, tuple[int, int, int]] | None:
+    """Boolean mask of ``value`` cropped to its bounding box, and the crop's offset."""
+    m = labels == value
+    sl = _bbox(m.any(axis=(1, 2)), m.any(axis=(0, 2)), m.any(axis=(0, 1)))
+    if sl is None:
+        return None
+    return m[sl], tuple(int(s.start) for s in sl)
+
+
+def _check_inputs(labels: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise MeasurementError(f"label map must be 3-D (z, y, x), got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.isin(np.unique(labels), np.arange(256))):
+            raise MeasurementError("label map must hold integer labels 0–3")
+        labels = labels.astype(np.uint8)
+    a = np.asarray(affine, float)
+    if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-9:
+        raise MeasurementError("affine must be a finite, invertible 4×4 matrix")
+    return labels
+
+
+def _vec(v, nd: int = 5):
+    return None if v is None else [round(float(x), nd) for x in np.asarray(v).ravel()]
+
+
+def _touches_edge(body: Body, shape: tuple[int, ...]) -> bool:
+    lo = np.asarray(body.offset_zyx)
+    hi = lo + np.asarray(body.mask.shape)
+    return bool(np.any(lo == 0) or np.any(hi == np.asarray(shape)))
+
+
+def _top_of_fov_mm(shape: tuple[int, ...], affine: np.ndarray) -> float:
+    corners = np.array([[x, y, z, 1.0] for x in (0, shape[2] - 1) for y in (0, shape[1] - 1)
+                        for z in (0, shape[0] - 1)])
+    return float((corners @ affine.T)[:, 2].max())
+
+
+def _spine(labels: np.ndarray, affine: np.ndarray, warnings: list[str]):
+    """Bodies (cranial first), their endplates (None where not measurable) and the
+    bodies cut by the field of view."""
+    crop = label_crop(labels, Label.VERTEBRAL_BODIES)
+    if crop is None:
+        warnings.append("no vertebral-body label: spinal parameters cannot be measured")
+        return [], [], []
+    bodies, w = find_bodies(crop[0], affine, crop[1])
+    warnings += w
+    truncated = [_touches_edge(b, labels.shape) for b in bodies]
+    centroids = np.array([b.centroid_mm for b in bodies]).reshape(-1, 3)
+    plates = [None if cut else fit_endplates(b, affine, a, *discs)
+              for b, a, discs, cut in zip(bodies, spine_directions(centroids), disc_directions(centroids), truncated)]
+    return bodies, plates, truncated
+
+
+def _sacrum(labels: np.ndarray, affine: np.ndarray, bodies: list[Body], plates: list, warnings: list[str]):
+    """The S1 plate under the lowest body, or None with a warning."""
+    pelvis = label_crop(labels, Label.PELVIS)
+    if pelvis is None:
+        warnings.append("no pelvis label: S1 plate, sacral slope, pelvic tilt and incidence cannot be measured")
+        return None
+    if not bodies or plates[-1] is None:
+        return None
+    s1 = s1_plate(pelvis[0], affine, pelvis[1], bodies[-1], plates[-1])
+    if s1 is None:
+        warnings.append("no S1 plate found: the pelvis label does not lie directly below the lowest "
+                        "vertebral body (within 45 mm)")
+    return s1
+
+
+def _hips(labels: np.ndarray, affine: np.ndarray, midline_x_mm: float, warnings: list[str]):
+    """Femoral heads with sides, hip-axis centre and left direction (None if not both)."""
+    heads: list[FemoralHead] = []
+    crop = label_crop(labels, Label.FEMORAL_HEADS)
+    if crop is not None:
+        heads, w = femoral_heads(crop[0], affine, crop[1])
+        warnings += w
+    heads = assign_sides(heads, midline_x_mm)
+    if len(heads) == 2:
+        left, right = (h.center_mm for h in sorted(heads, key=lambda h: h.side != "left"))
+        return heads, 0.5 * (left + right), left - right
+    missing = "both femoral heads are" if not heads else \
+        f"the {'right' if heads[0].side == 'left' else 'left'} femoral head is"
+    warnings.append(f"{missing} missing: no hip axis, so pelvic tilt, pelvic incidence and vertebral "
+                    f"rotation cannot be measured")
+    return heads, None, None
+
+
+def _rotations(named: dict, affine: np.ndarray, hip_left: np.ndarray | None, warnings: list[str]) -> dict:
+    """Axial rotation of every named body relative to the hip axis (None if unmeasurable)."""
+    rotation: dict[str, float | None] = {n: None for n in named}
+    if hip_left is None:
+        return rotation
+    flat = []
+    for n, (b, p) in named.items():
+        if p is None:
+            continue
+        axis_lr, _ratio = left_axis(b, affine, p.axis)
+        if axis_lr is None:
+            flat.append(n)
+        else:
+            rotation[n] = d.axial_rotation_deg(axis_lr, hip_left)
+    if flat:
+        warnings.append(f"rotation not measured for {', '.join(flat)}: cross-section too close to circular")
+    return rotation
+
+
+def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = None) -> dict:
+    """Spinal and pelvic parameters (``wbspine.measurements/1`` JSON-ready dict).
+
+    ``labels`` (z, y, x) uses 0 background, 1 vertebral bodies, 2 pelvis with sacrum,
+    3 femoral heads; ``affine`` maps (x, y, z, 1) indices to LPS mm (``Volume.affine``).
+    Levels are named counting up from the sacrum (the body on the S1 plate is L5);
+    ``lowest_level`` names the lowest body instead, for label maps without a pelvis
+    (e.g. ``"L5"``). Raises :class:`MeasurementError` for unusable inputs.
+    """
+    labels = _check_inputs(labels, affine)
+    affine = np.asarray(affine, float)
+    if lowest_level is not None and lowest_level not in LEVELS:
+        raise MeasurementError(f"unknown lowest_level {lowest_level!r}")
+    warnings: list[str] = []
+    unknown = set(np.unique(labels[::2, ::2, ::2]).tolist()) - {0, 1, 2, 3}
+    if unknown:
+        warnings.append(f"label values {sorted(unknown)} are not part of the 0–3 convention and were ignored")
+
+    bodies, plates, truncated = _spine(labels, affine, warnings)
+    s1 = _sacrum(labels, affine, bodies, plates, warnings)
+    room = None
+    if bodies:
+        top_mm = float(voxel_points_mm(bodies[0].mask, affine, bodies[0].offset_zyx)[:, 2].max())
+        room = _top_of_fov_mm(labels.shape, affine) - top_mm
+    names, w = name_levels(len(bodies), lowest_level or ("L5" if s1 is not None else None), room)
+    warnings += w
+    for name, p, cut in zip(names, plates, truncated):
+        if cut:
+            warnings.append(f"{name}: cut by the edge of the field of view; its endplates are not measured")
+        elif p is None:
+            warnings.append(f"{name}: endplates could not be fitted (body too small or irregular)")
+
+    midline = float(s1.center_mm[0]) if s1 is not None else (
+        float(np.mean([b.centroid_mm[0] for b in bodies])) if bodies else 0.0)
+    heads, hip_center, hip_left = _hips(labels, affine, midline, warnings)
+    named = {n: (b, p) for n, b, p in zip(names, bodies, plates) if n in LEVELS}
+    result: dict = {"schema": SCHEMA}
+    result.update(sagittal_parameters(named, s1, hip_center, warnings))
+    result["vertebral_rotation_deg"] = _rotations(named, affine, hip_left, warnings)
+    result["vertebrae"] = [
+        {"name": n, "centroid_mm": _vec(b.centroid_mm, 3),
+         "superior_normal": _vec(p.superior.normal) if p else None,
+         "inferior_normal": _vec(p.inferior.normal) if p else None}
+        for n, b, p in zip(names, bodies, plates)
+    ]
+    result["femoral_heads"] = [
+        {"side": h.side, "center_mm": _vec(h.center_mm, 3), "radius_mm": round(float(h.radius_mm), 3)}
+        for h in sorted(heads, key=lambda h: h.side != "right")
+    ]
+    result["s1_plate"] = None if s1 is None else {"center_mm": _vec(s1.center_mm, 3), "normal": _vec(s1.normal)}
+    result["warnings"] = warnings
+    return result

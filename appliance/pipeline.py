@@ -1,0 +1,98 @@
+"""One study from DICOM series to every result: the appliance pipeline.
+
+series folder → :func:`appliance.inference.run_inference` (label map on the input grid)
+→ :func:`appliance.measure.api.measure` (``wbspine.measurements/1``)
+→ :func:`appliance.outputs.writer.write_outputs` (SEG, SR, key images, STL, Encapsulated STL).
+
+Each stage takes plain data from the one before; this module only wires them and
+records the timing of each. :func:`make_processor` is the DICOM node's processor factory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
+from appliance.inference import InferenceConfig, run_inference
+from appliance.volume import write_nifti
+
+log = logging.getLogger(__name__)
+
+#: Result roles that travel back to PACS (the rest stays in the study's work folder).
+DICOM_ROLES = ("seg", "sr", "key_image_", "stl_dicom_")
+
+
+@dataclass
+class StudyResult:
+    out_dir: Path
+    paths: dict[str, Path]
+    measurements: dict
+    timing_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dicom_files(self) -> list[Path]:
+        """The DICOM objects to send, SEG and SR first (smallest, most awaited)."""
+        order = {role: k for k, role in enumerate(DICOM_ROLES)}
+        picked = [(role, p) for role, p in self.paths.items()
+                  if p.suffix == ".dcm" and any(role.startswith(r) for r in DICOM_ROLES)]
+        picked.sort(key=lambda rp: min(v for r, v in order.items() if rp[0].startswith(r)))
+        return [p for _, p in picked]
+
+
+def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
+                  engine_kind: str = "auto", threads: int | None = None,
+                  config: InferenceConfig = InferenceConfig(), outputs: bool = True,
+                  progress=None) -> StudyResult:
+    """Segment, measure and write every result of the series in ``series_dir``."""
+    from appliance.engines.select import EngineConfig, select_engine
+    from appliance.measure.api import measure
+    from appliance.outputs.algorithm import AlgorithmInfo
+    from appliance.outputs.writer import write_outputs
+
+    bundle = bundle or load_bundle(DEFAULT_BUNDLE_DIR)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    engine = select_engine(bundle, EngineConfig(kind=engine_kind, threads=threads,
+                                                batch_size=config.batch_size)).engine
+    try:
+        seg = run_inference(series_dir, bundle, engine, config, progress)
+    finally:
+        engine.close()
+    timing = dict(seg.timing_s)
+    paths: dict[str, Path] = {"labels": write_nifti(seg.labels, out / "labels.nii.gz")}
+
+    t = time.perf_counter()
+    measurements = measure(seg.labels.array, seg.labels.affine)
+    timing["measure_s"] = time.perf_counter() - t
+    paths["measurements"] = out / "measurements.json"
+    paths["measurements"].write_text(json.dumps(measurements, indent=2) + "\n")
+
+    if outputs and Path(series_dir).is_dir():
+        t = time.perf_counter()
+        algorithm = AlgorithmInfo(bundle.manifest.model.name, bundle.manifest.model.version)
+        paths.update(write_outputs(seg.labels, series_dir, measurements, out, algorithm))
+        timing["outputs_s"] = time.perf_counter() - t
+    timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
+    (out / "timing.json").write_text(json.dumps({"timing_s": {k: round(v, 4) for k, v in timing.items()},
+                                                 **seg.info}, indent=2) + "\n")
+    paths["timing"] = out / "timing.json"
+    log.info("study processed", extra={"seconds": round(timing["total_s"], 2), "files": len(paths)})
+    return StudyResult(out, paths, measurements, timing)
+
+
+def make_processor(bundle_dir: Path | None = None):
+    """The node's processor factory (``processing.processor = "appliance.pipeline:make_processor"``).
+
+    Loads and verifies the bundle once, at start, so a tampered or unknown bundle stops
+    the node with a clear error instead of failing every job later.
+    """
+    bundle = load_bundle(bundle_dir or DEFAULT_BUNDLE_DIR)
+
+    def process(series_dir: Path, work_dir: Path) -> list[Path]:
+        return process_study(series_dir, work_dir, bundle).dicom_files
+
+    return process

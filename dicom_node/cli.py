@@ -1,0 +1,157 @@
+"""``wbspine serve | status | retry``: register functions for the appliance CLI.
+
+``dicom_node`` never imports ``appliance``: the processor is named by import path
+(``processing.processor = "package.module:factory"`` in the config, or ``--processor``).
+The factory is called once at start as ``factory(bundle_dir: Path | None)`` and returns
+the ``process(series_dir, work_dir) -> list[Path]`` callable (it may refuse a bad bundle
+by raising). The appliance wires it with
+``functools.partial(dicom_node.cli.register_serve, processor="appliance.pipeline:make_processor")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dicom_node.errors import ConfigError
+
+DEFAULT_PROCESSOR = "appliance.pipeline:make_processor"
+
+
+def load_processor(spec: str, bundle: Path | None) -> Callable[[Path, Path], list[Path]]:
+    """Import ``module:factory`` and build the processor from the bundle folder."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"processor {spec!r} cannot be imported: {exc}") from None
+    process = factory(bundle)
+    if not callable(process):
+        raise ConfigError(f"processor factory {spec!r} did not return a callable")
+    return process
+
+
+def register_serve(sub: argparse._SubParsersAction, processor: str | None = None) -> None:
+    p = sub.add_parser("serve", help="run the DICOM node (receive, process, send back)",
+                       description="Run the DICOM node. Flags override the config file and WBSPINE_* "
+                                   "environment variables.")
+    p.add_argument("--config", type=Path, help="TOML configuration (see deploy/node.example.toml)")
+    p.add_argument("--ae-title", help="our AE title")
+    p.add_argument("--port", type=int, help="DICOM port")
+    p.add_argument("--bind", help="bind address")
+    p.add_argument("--spool", type=Path, help="spool folder (instances, index, work)")
+    p.add_argument("--bundle", type=Path, help="model bundle folder given to the processor")
+    p.add_argument("--processor", help="processor factory as module:function")
+    p.add_argument("--destination", action="append", default=[], metavar="AE@HOST:PORT",
+                   help="result destination (repeatable); 'sender[:PORT]' = back to the sender")
+    p.add_argument("--allow-calling-ae", action="append", default=[], metavar="AE[@HOST]",
+                   help="allowed calling AE (repeatable); none = any, with a warning")
+    p.add_argument("--idle-timeout", type=float, help="series idle timeout in seconds")
+    p.add_argument("--metrics-port", type=int, help="HTTP port for /metrics and /healthz (0 = any)")
+    p.add_argument("--stl-dir", type=Path, help="folder for STL files (3D printing)")
+    p.set_defaults(handler=_serve, default_processor=processor or DEFAULT_PROCESSOR)
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, dict[str, Any]] = {"node": {}, "spool": {}, "send": {}, "processing": {},
+                                    "series": {}, "metrics": {}}
+    for value, section, key in ((args.ae_title, "node", "ae_title"), (args.port, "node", "port"),
+                                (args.bind, "node", "bind_address"), (args.spool, "spool", "directory"),
+                                (args.bundle, "processing", "bundle"),
+                                (args.processor, "processing", "processor"),
+                                (args.idle_timeout, "series", "idle_timeout_s"),
+                                (args.metrics_port, "metrics", "port"),
+                                (args.stl_dir, "send", "stl_export_dir")):
+        if value is not None:
+            o[section][key] = str(value) if isinstance(value, Path) else value
+    if args.destination:
+        o["send"]["destinations"] = list(args.destination)
+    if args.allow_calling_ae:
+        o["node"]["allowed_calling"] = list(args.allow_calling_ae)
+    return {k: v for k, v in o.items() if v}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dicom_node.config import load_config
+    from dicom_node.service import NodeService
+
+    cfg = load_config(args.config, _flag_overrides(args),
+                      defaults={"processing": {"processor": args.default_processor}})
+    process = load_processor(cfg.processing.processor, cfg.processing.bundle)
+    NodeService(cfg, process).serve_forever()
+    return 0
+
+
+def register_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="list studies and jobs of the node's spool")
+    p.add_argument("--spool", type=Path, required=True, help="spool folder")
+    p.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from dicom_node.service import spool_index
+
+    index = spool_index(args.spool)
+    fmt = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if t else "-"  # noqa: E731
+    print("STUDIES")
+    for r in index.list_studies():
+        print(f"  {r['study_uid']}  series={r['n_series']} instances={r['n_instances']} "
+              f"last={fmt(r['last_received'])}")
+    print("JOBS")
+    for r in index.list_jobs():
+        reason = f"  reason: {r['reason']}" if r["reason"] else ""
+        print(f"  #{r['id']:<5} {r['state']:<8} series={r['series_uid']} sent={r['sent']} "
+              f"pending={r['pending']} updated={fmt(r['updated_at'])}{reason}")
+    index.close()
+    return 0
+
+
+def register_retry(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("retry", help="queue a job again (a running node picks it up)")
+    p.add_argument("job", type=int, help="job number (see wbspine status)")
+    p.add_argument("--spool", type=Path, required=True, help="spool folder")
+    p.set_defaults(handler=_retry)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from dicom_node.jobs import retry
+    from dicom_node.service import spool_index
+
+    index = spool_index(args.spool)
+    try:
+        retry(index, args.job)
+    finally:
+        index.close()
+    print(f"job {args.job} queued")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """All three verbs with the default processor path."""
+    register_serve(sub)
+    register_status(sub)
+    register_retry(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dicom_node``: the same verbs without the appliance CLI."""
+    from dicom_node.errors import WbspineError
+    from dicom_node.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m dicom_node")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return int(args.handler(args) or 0)
+    except WbspineError as exc:
+        print(f"{args.command}: error: {exc}", file=__import__("sys").stderr)
+        return 2

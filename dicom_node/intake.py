@@ -1,0 +1,154 @@
+"""Untrusted C-STORE data set bytes → checked :class:`InstanceRecord` fields.
+
+Every check raises a :class:`~dicom_node.errors.DicomStatusError` carrying the status
+answered to the peer (PS3.4 GG.4.2 / B.2.3): 0xA900 when the data set's SOP Class or
+Instance UID differ from the command's Affected ones, 0xC000 for anything that cannot
+be parsed (truncated or malformed elements, bad UIDs, sequences nested too deep, pixel
+data shorter than Rows × Columns × frames announce).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID
+
+from dicom_node.errors import CannotUnderstand, DatasetMismatch
+from dicom_node.policy import UNCOMPRESSED_SYNTAXES, is_valid_uid
+
+#: Deepest sequence nesting accepted (real CT/Enhanced CT headers stay below 6).
+MAX_SEQUENCE_DEPTH = 16
+#: Most elements walked in one data set (caps the work an attacker can cause).
+MAX_ELEMENTS = 200_000
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """Fields of a checked data set needed by the spool, index and series completion."""
+
+    sop_class: str
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    sha256: str
+    instance_number: int | None
+    position_mm: float | None
+    orientation: str | None
+    images_in_acquisition: int | None
+    number_of_frames: int | None
+
+
+def _decode(raw: bytes, transfer_syntax: UID) -> Dataset:
+    if transfer_syntax.is_deflated:
+        import zlib
+
+        try:
+            raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, 512 * 2**20)
+        except zlib.error as exc:
+            raise CannotUnderstand(f"deflate stream invalid: {exc}") from None
+    ds = read_dataset(BytesIO(raw), transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
+    return ds
+
+
+def _walk(ds: Dataset, depth: int, budget: list[int]) -> None:
+    """Parse every sequence (element boundaries are already checked by ``read_dataset``)
+    with bounded depth and element count; other values stay unconverted (fast)."""
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise CannotUnderstand(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
+    for tag in list(ds.keys()):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise CannotUnderstand(f"more than {MAX_ELEMENTS} elements")
+        raw = ds.get_item(tag)
+        if raw is None:
+            continue
+        if raw.VR == "SQ" or (raw.VR in (None, "UN") and raw.length == 0xFFFFFFFF
+                              or raw.VR is None and dictionary_VR_or_none(tag) == "SQ"):
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    _walk(item, depth + 1, budget)
+
+
+def dictionary_VR_or_none(tag: int) -> str | None:  # noqa: N802 (pydicom naming)
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _geometry(ds: Dataset) -> tuple[float | None, str | None]:
+    """Slice position along the normal of its orientation (PS3.3 C.7.6.2.1.1), in mm."""
+    try:
+        iop = [float(v) for v in ds.ImageOrientationPatient]
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+    except (AttributeError, TypeError, ValueError):
+        return None, None
+    if len(iop) != 6 or len(ipp) != 3 or not all(map(math.isfinite, iop + ipp)):
+        return None, None
+    r, c = iop[:3], iop[3:]
+    n = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    position = sum(a * b for a, b in zip(n, ipp, strict=True))
+    return position, ",".join(f"{v:.3f}" for v in iop)
+
+
+def _check_pixel_length(ds: Dataset, transfer_syntax: UID) -> None:
+    if "PixelData" not in ds or transfer_syntax not in UNCOMPRESSED_SYNTAXES:
+        return
+    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    bits, spp = _int(ds, "BitsAllocated"), _int(ds, "SamplesPerPixel") or 1
+    frames = _int(ds, "NumberOfFrames") or 1
+    if not rows or not cols or not bits:
+        raise CannotUnderstand("pixel data without Rows/Columns/BitsAllocated")
+    expected_bits = rows * cols * spp * frames * bits
+    if len(ds.PixelData) * 8 < expected_bits:
+        raise CannotUnderstand("pixel data shorter than Rows x Columns x frames announce")
+
+
+def inspect(raw: bytes, transfer_syntax: str, affected_class: str, affected_instance: str) -> Inspected:
+    """Parse and check one C-STORE data set; raise DicomStatusError with the status to answer."""
+    ts = UID(transfer_syntax)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = _decode(raw, ts)
+            _walk(ds, 0, [MAX_ELEMENTS])
+            sop_class, sop_uid = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+            study_uid, series_uid = ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID")
+            _check_pixel_length(ds, ts)
+            position, orientation = _geometry(ds)
+            images = _int(ds, "ImagesInAcquisition")
+            frames = _int(ds, "NumberOfFrames")
+            number = _int(ds, "InstanceNumber")
+    except (CannotUnderstand, MemoryError):
+        raise
+    except RecursionError:
+        raise CannotUnderstand("data set nested too deeply") from None
+    except Exception as exc:  # pydicom raises many types on malformed input
+        raise CannotUnderstand(f"data set cannot be parsed: {type(exc).__name__}") from None
+    for name, uid in (("SOP Class", sop_class), ("SOP Instance", sop_uid),
+                      ("Study Instance", study_uid), ("Series Instance", series_uid)):
+        if not is_valid_uid(str(uid) if uid is not None else None):
+            raise CannotUnderstand(f"missing or invalid {name} UID")
+    if str(sop_class) != affected_class.strip("\0 ") or str(sop_uid) != affected_instance.strip("\0 "):
+        raise DatasetMismatch("data set SOP Class/Instance UID differ from the C-STORE command")
+    return Inspected(
+        sop_class=str(sop_class), sop_uid=str(sop_uid), study_uid=str(study_uid),
+        series_uid=str(series_uid), sha256=hashlib.sha256(raw).hexdigest(),
+        instance_number=number, position_mm=position, orientation=orientation,
+        images_in_acquisition=images, number_of_frames=frames)

@@ -1,0 +1,253 @@
+"""The storage SCP: Verification + Storage (PS3.4 Annex A and B) on a pynetdicom AE.
+
+Status mapping of the C-STORE handler (PS3.4 B.2.3):
+0x0000 only after the file is durable *and* its index row committed; 0xA700 spool above
+watermark or disk full; 0xA900 data set does not match the command; 0xC000 cannot be
+parsed; 0xC211 any unexpected error (the association stays up).
+Association policy (PS3.8 7.1.1.9): unknown calling AE (or AE from another host) →
+rejected-permanent, service-user, "calling AE title not recognised"; wrong called AE →
+"called AE title not recognised"; over ``max_associations`` → rejected-transient,
+service-provider (presentation), "local limit exceeded" (pynetdicom).
+Memory is bounded per association by :class:`PduGuard` (PDU length and data set size).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import ssl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pynetdicom import AE, evt
+from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from dicom_node.config import NodeConfig, TlsConfig
+from dicom_node.errors import DicomStatusError, OutOfResources
+from dicom_node.index import Index, InstanceRecord
+from dicom_node.intake import inspect
+from dicom_node.metrics import Metrics
+from dicom_node.policy import StoragePolicy
+from dicom_node.series import SeriesTracker
+from dicom_node.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_N_LOCKS = 64
+#: Largest PDU read whatever max_pdu_bytes says (an A-ASSOCIATE-RQ with 128 contexts fits).
+MIN_PDU_LIMIT = 65_536
+
+
+class PduGuard:
+    """Bounds what a peer can make pynetdicom buffer (PS3.8 9.3.1/9.3.5, pynetdicom #1086).
+
+    Wraps the association socket's ``recv``: pynetdicom reads a 6-byte PDU header, then
+    as many bytes as it announces. A PDU longer than ``max_pdu`` or a data set whose
+    P-DATA fragments add up to more than ``max_dataset`` raises OSError, which the DUL turns
+    into "transport closed": the peer is dropped instead of exhausting memory.
+    """
+
+    def __init__(self, sock: object, max_pdu: int, max_dataset: int) -> None:
+        self._recv = sock.recv  # type: ignore[attr-defined]
+        self.max_pdu, self.max_dataset = max_pdu, max_dataset
+        self._pdu_type = 0
+        self._dataset_bytes = 0
+        sock.recv = self.recv  # type: ignore[attr-defined]
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes == 6 and self._pdu_type == 0:  # a PDU header
+            header = self._recv(nr_bytes)
+            if len(header) == 6:
+                self._pdu_type = header[0]
+            return header
+        pdu_type, self._pdu_type = self._pdu_type, 0
+        if nr_bytes > self.max_pdu:
+            log.warning("PDU longer than the limit; dropping the peer",
+                        extra={"pdu_bytes": nr_bytes, "limit": self.max_pdu})
+            raise OSError(f"PDU of {nr_bytes} bytes exceeds the {self.max_pdu}-byte limit")
+        body = self._recv(nr_bytes)
+        if pdu_type == 0x04:
+            self._count_pdvs(body)
+        return body
+
+    def _count_pdvs(self, body: bytearray) -> None:
+        offset = 0
+        while offset + 6 <= len(body):
+            length = int.from_bytes(body[offset:offset + 4], "big")
+            control = body[offset + 5]
+            if not control & 0x01:  # data set fragment (PS3.8 E.2)
+                self._dataset_bytes += max(length - 2, 0)
+                if self._dataset_bytes > self.max_dataset:
+                    log.warning("data set larger than the limit; dropping the peer",
+                                extra={"limit": self.max_dataset})
+                    raise OSError(f"data set exceeds the {self.max_dataset}-byte limit")
+                if control & 0x02:
+                    self._dataset_bytes = 0
+            offset += 4 + length
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """Server-side TLS context: TLS ≥ 1.2 (or 1.3), client certificates required when a CA is set."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.ca_file is not None:
+        ctx.load_verify_locations(str(tls.ca_file))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class StorageSCP:
+    """Receives instances into the spool and index and notifies the series tracker."""
+
+    def __init__(self, cfg: NodeConfig, spool: Spool, index: Index, tracker: SeriesTracker,
+                 metrics: Metrics, policy: StoragePolicy | None = None) -> None:
+        self.cfg, self.spool, self.index, self.tracker, self.metrics = cfg, spool, index, tracker, metrics
+        self.policy = policy or StoragePolicy.default()
+        self._locks = [threading.Lock() for _ in range(_N_LOCKS)]
+        self._server = None
+        self.ae = self._make_ae()
+
+    def _make_ae(self) -> AE:
+        ae = AE(ae_title=self.cfg.ae_title)
+        ae.maximum_associations = self.cfg.max_associations
+        ae.acse_timeout = self.cfg.acse_timeout_s
+        ae.dimse_timeout = self.cfg.dimse_timeout_s
+        ae.network_timeout = self.cfg.network_timeout_s
+        ae.maximum_pdu_size = self.cfg.max_pdu_bytes
+        ae.require_called_aet = self.cfg.require_called_ae
+        ae.add_supported_context(Verification)
+        for sop_class in self.policy.sop_classes:
+            ae.add_supported_context(sop_class, list(self.policy.transfer_syntaxes))
+        return ae
+
+    # -- association events -----------------------------------------------------------
+    def _on_conn_open(self, event: evt.Event) -> None:
+        """Bound PDU reads and tune the DUL loop before the first byte is read."""
+        dul = event.assoc.dul
+        if hasattr(dul, "_run_loop_delay"):  # pynetdicom private tuning knob
+            dul._run_loop_delay = self.cfg.dul_loop_delay_s
+        if dul.socket is not None:
+            PduGuard(dul.socket, max(self.cfg.max_pdu_bytes, MIN_PDU_LIMIT),
+                     self.cfg.max_instance_mb * 2**20)
+
+    def _on_requested(self, event: evt.Event) -> None:
+        """Enforce the calling-AE allow-list (optionally per host) before negotiation."""
+        allowed = self.cfg.allowed_calling
+        if not allowed:
+            return
+        calling = event.assoc.requestor.primitive.calling_ae_title.strip()
+        host = event.assoc.requestor.address
+        if not any(p.ae_title == calling and p.host in (None, host) for p in allowed):
+            log.warning("association rejected: calling AE not allowed",
+                        extra={"calling_ae": calling, "peer": host})
+            event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+            event.assoc.kill()  # waits until the A-ASSOCIATE-RJ is out (as pynetdicom's ACSE does)
+
+    def _on_released(self, event: evt.Event) -> None:
+        self.tracker.association_ended(_assoc_key(event), released=True)
+
+    def _on_closed(self, event: evt.Event) -> None:
+        self.tracker.association_ended(_assoc_key(event), released=False)
+
+    # -- DIMSE ------------------------------------------------------------------------
+    def _on_echo(self, event: evt.Event) -> int:
+        return 0x0000
+
+    def _on_store(self, event: evt.Event) -> int:
+        try:
+            return self._store(event)
+        except DicomStatusError as exc:
+            self.metrics.inc("wbspine_instances_rejected_total", status=f"0x{exc.status:04X}")
+            log.warning("C-STORE refused", extra={"status": f"0x{exc.status:04X}", "reason": str(exc)})
+            return exc.status
+        except OSError as exc:
+            self.metrics.inc("wbspine_instances_rejected_total", status="0xA700")
+            log.error("C-STORE I/O error", extra={"reason": f"{type(exc).__name__}: {exc.strerror}"})
+            return OutOfResources.status
+        except Exception:
+            self.metrics.inc("wbspine_instances_rejected_total", status="0xC211")
+            log.exception("C-STORE handler failed")
+            return 0xC211
+
+    def _store(self, event: evt.Event) -> int:
+        req = event.request
+        raw = req.DataSet.getvalue()
+        ts = event.context.transfer_syntax
+        info = inspect(raw, ts, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID))
+        key = _assoc_key(event)
+        calling = event.assoc.requestor.ae_title.strip()
+        host = event.assoc.requestor.address
+        with self._locks[hash(info.sop_uid) % _N_LOCKS]:
+            known = self.index.find_instance(info.sop_uid)
+            if known is not None and not Path(known["path"]).is_file():
+                known = None  # indexed but its file is gone (e.g. restored index): store it again
+            if known is not None and known["sha256"] == info.sha256:
+                self.tracker.note_instance(info.series_uid, key)
+                self.index.touch_series(info.series_uid, key)
+                self.metrics.inc("wbspine_instances_duplicate_total")
+                return 0x0000
+            meta = b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta)
+            if known is not None:
+                qpath = self.spool.quarantine_path(info.sop_uid, info.sha256)
+                self.spool.write_atomic(qpath, [meta, raw])
+                self.index.add_quarantine(info.sop_uid, str(qpath), "same SOP Instance UID, other content")
+                self.metrics.inc("wbspine_instances_quarantined_total")
+                log.warning("conflicting resend quarantined; original kept",
+                            extra={"sop_uid": info.sop_uid, "file": qpath.name})
+                return 0x0000
+            path = self.spool.instance_path(info.series_uid, info.sop_uid)
+            self.spool.write_atomic(path, [meta, raw])
+            self.tracker.note_instance(info.series_uid, key)
+            try:
+                self.index.add_instance(
+                    InstanceRecord(info.sop_uid, info.sop_class, info.series_uid, info.study_uid,
+                                   str(path), info.sha256, len(raw), str(ts), info.instance_number,
+                                   info.position_mm, info.orientation, info.images_in_acquisition,
+                                   info.number_of_frames),
+                    str(path.parent), key, calling, host)
+            except BaseException as exc:
+                path.unlink(missing_ok=True)  # not indexed → not acknowledged → not kept
+                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                    raise OutOfResources("index database full") from None
+                raise
+        self.metrics.inc("wbspine_instances_received_total")
+        return 0x0000
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> int:
+        """Start listening (non-blocking); returns the bound port."""
+        if not self.cfg.allowed_calling:
+            log.warning("no calling-AE allow-list configured: any calling AE is accepted")
+        handlers: list[tuple[evt.EventType, Callable]] = [
+            (evt.EVT_CONN_OPEN, self._on_conn_open), (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_CONN_CLOSE, self._on_closed), (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store)]
+        ssl_ctx = tls_context(self.cfg.tls) if self.cfg.tls else None
+        self._server = self.ae.start_server((self.cfg.bind_address, self.cfg.port), block=False,
+                                            evt_handlers=handlers, ssl_context=ssl_ctx)
+        port = self._server.server_address[1]
+        log.info("listening", extra={"ae_title": self.cfg.ae_title, "port": port, "tls": bool(ssl_ctx)})
+        return port
+
+    def stop(self, drain_s: float = 10.0) -> None:
+        """Stop accepting, let current associations finish (up to ``drain_s``), then abort the rest."""
+        if self._server is None:
+            return
+        import socketserver
+        import time
+
+        socketserver.BaseServer.shutdown(self._server)  # stop accepting, keep open associations
+        deadline = time.monotonic() + drain_s
+        while (any(a.is_established for a in self._server.active_associations)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        self._server.shutdown()
+        self._server = None
+
+
+def _assoc_key(event: evt.Event) -> str:
+    return f"{id(event.assoc):x}-{event.assoc.native_id or 0}"

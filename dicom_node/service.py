@@ -1,0 +1,112 @@
+"""Wires the node: listener → spool/index → series completion → worker → outbox sender.
+
+``NodeService(config, process).start()`` runs everything on background threads;
+``stop()`` stops accepting, lets the instance being written finish, stops the worker after
+its current job and keeps the queue and outbox in the index for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from dicom_node.config import Config
+from dicom_node.index import Index
+from dicom_node.jobs import Processor, Worker, recover
+from dicom_node.metrics import Metrics, MetricsServer
+from dicom_node.outbox import OutboxSender
+from dicom_node.scp import StorageSCP
+from dicom_node.series import SeriesTracker
+from dicom_node.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class NodeService:
+    """The running DICOM node."""
+
+    def __init__(self, config: Config, process: Processor) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        sc = config.spool
+        self.spool = Spool(sc.directory, fsync=sc.fsync, min_free_mb=sc.min_free_mb,
+                           max_used_percent=sc.max_used_percent)
+        self.index = Index(self.spool.index_path)
+        self.sender = OutboxSender(
+            self.index, self.metrics, config.send.calling_ae_title,
+            backoff_initial_s=config.send.backoff_initial_s, backoff_max_s=config.send.backoff_max_s,
+            timeout_s=config.send.connect_timeout_s)
+        self.worker = Worker(self.index, self.spool, process, self.metrics, config.send.destinations,
+                             config.send.stl_export_dir, on_results=self.sender.wake)
+        self.tracker = SeriesTracker(self.index, config.series.idle_timeout_s, self._on_complete,
+                                     config.series.poll_interval_s)
+        self.scp = StorageSCP(config.node, self.spool, self.index, self.tracker, self.metrics)
+        self.metrics.gauges["wbspine_queue_depth"] = self.worker.queue_depth
+        self.metrics.gauges["wbspine_outbox_pending"] = self.sender.pending
+        self.http: MetricsServer | None = None
+        self.port: int | None = None
+        self.completed_at: dict[str, float] = {}  # series_uid -> time.time() of completion
+        self._stopped = threading.Event()
+
+    def _on_complete(self, job_id: int) -> None:
+        row = self.index.query("SELECT series_uid FROM jobs WHERE id=?", (job_id,))
+        if row:
+            self.completed_at[row[0][0]] = time.time()
+        self.metrics.inc("wbspine_series_completed_total")
+        self.worker.wake()
+
+    def health(self) -> dict:
+        return {"ok": self.port is not None and not self._stopped.is_set(), "port": self.port,
+                "queue_depth": self.worker.queue_depth(), "outbox_pending": self.sender.pending()}
+
+    def start(self) -> int:
+        """Recover after a crash, then start every thread; returns the DICOM port."""
+        removed = self.spool.clean_tmp()
+        requeued = recover(self.index)
+        log.info("starting", extra={"partial_files_removed": removed, "jobs_requeued": requeued,
+                                    "outbox_pending": self.sender.pending()})
+        self.worker.start()
+        self.sender.start()
+        self.tracker.start()
+        self.port = self.scp.start()
+        mc = self.config.metrics
+        if mc.enabled and mc.port is not None:
+            self.http = MetricsServer(self.metrics, self.health, mc.bind_address, mc.port)
+            self.http.start()
+        return self.port
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.scp.stop()
+        self.tracker.stop()
+        self.worker.stop()
+        self.sender.stop()
+        if self.http is not None:
+            self.http.stop()
+        if not self.worker.busy():  # a running job keeps the index; it is requeued on restart
+            self.index.close()
+        log.info("stopped")
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM/SIGINT, then stop gracefully."""
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        done.wait()
+        self.stop()
+
+
+def spool_index(spool_dir: Path) -> Index:
+    """Open the index of an existing spool (for ``status`` and ``retry``)."""
+    path = Path(spool_dir) / "index.sqlite"
+    if not path.exists():
+        from dicom_node.errors import ConfigError
+
+        raise ConfigError(f"no index at {path}: is the spool folder right?")
+    return Index(path)

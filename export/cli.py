@@ -1,0 +1,43 @@
+"""``wbspine export CHECKPOINT --out BUNDLE_DIR``: checkpoint → verified model bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a training checkpoint to a model bundle (ONNX, TensorRT, manifest)",
+                       description="Export a checkpoint to ONNX (opset 17, dynamic batch), check parity "
+                                   "with ONNX Runtime on phantom windows, optionally build a TensorRT "
+                                   "engine, and write manifest.json + MODEL_CARD.md. Needs the 'train' extra.")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="bundle folder (created; must be empty)")
+    p.add_argument("--name", default="wbspine-resunet3d")
+    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--description", default="Residual 3D U-Net, JoVE 67781 protocol")
+    p.add_argument("--tensorrt", choices=("auto", "off", "require"), default="auto",
+                   help="build a TensorRT engine when a GPU is present (auto), never, or fail without one")
+    p.add_argument("--triton", type=Path, help="also write a Triton model repository here")
+    p.add_argument("--max-abs-logit-diff", type=float, default=1e-3)
+    p.add_argument("--min-argmax-agreement", type=float, default=0.9999)
+    p.add_argument("--card-extra", type=Path, help="markdown appended to the model card")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.export import export_bundle
+    from export.parity import ParityThresholds
+
+    result = export_bundle(
+        args.checkpoint, args.out, name=args.name, version=args.version, description=args.description,
+        tensorrt=args.tensorrt, triton_dir=args.triton,
+        thresholds=ParityThresholds(args.max_abs_logit_diff, args.min_argmax_agreement),
+        card_extra=args.card_extra.read_text() if args.card_extra else "",
+    )
+    print(json.dumps(result, indent=2))
+    return 0

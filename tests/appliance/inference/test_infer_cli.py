@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from appliance.postprocess import clean_labels
+from appliance.volume import read_nifti, write_nifti
+
+from tests.appliance.inference.inference_helpers import make_bundle
+
+
+def _parser():
+    import argparse
+
+    from appliance.infer_cli import register
+    parser = argparse.ArgumentParser(prog="wbspine")
+    register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+@pytest.mark.parametrize("source", ["nifti", "dicom"])
+def test_wbspine_infer_end_to_end(small_study, tmp_path, source):
+    from appliance.phantom.dicom_series import write_ct_series
+
+    # working spacing = the phantom's 2.5 mm, so the oracle's answer is known exactly
+    bundle = make_bundle(tmp_path / "bundle", window=(16, 32, 32), spacing=(2.5, 2.5, 2.5))
+    if source == "nifti":
+        inp = write_nifti(small_study.image, tmp_path / "image.nii.gz")
+    else:
+        inp = write_ct_series(small_study, tmp_path / "dicom")
+    out = tmp_path / "out"
+    args = _parser().parse_args(["infer", str(inp), "--bundle", str(bundle), "--out", str(out), "--no-progress"])
+    assert args.handler(args) == 0
+    labels = read_nifti(out / "labels.nii.gz")
+    image = small_study.image
+    assert labels.same_geometry(image) and labels.array.dtype == np.uint8
+    # the oracle model labels voxels brighter than 250 as 1; after the same cleanup, the
+    # label map must be exactly that, voxel for voxel on the input grid
+    expected = clean_labels((image.array > 250).astype(np.uint8), image.spacing_mm)
+    assert np.array_equal(labels.array, expected)
+    timing = json.loads((out / "timing.json").read_text())
+    for key in ("load_s", "preprocess_s", "inference_s", "postprocess_s", "write_s", "total_s"):
+        assert timing["timing_s"][key] >= 0
+    assert timing["engine"] == "onnxruntime:CPUExecutionProvider"
+    w = timing["windows"]
+    assert w["run"] + w["skipped_empty"] == w["windows"] > 0
+    assert timing["crop"]["source"] == "bone"
+
+
+def test_infer_refuses_a_tampered_bundle_with_a_clear_message(small_study, tmp_path, capsys):
+    from appliance.errors import BundleError
+
+    bundle = make_bundle(tmp_path / "bundle")
+    (bundle / "model.onnx").write_bytes((bundle / "model.onnx").read_bytes() + b"\0")
+    inp = write_nifti(small_study.image, tmp_path / "image.nii.gz")
+    args = _parser().parse_args(["infer", str(inp), "--bundle", str(bundle), "--out", str(tmp_path / "o")])
+    with pytest.raises(BundleError, match="manifest says"):
+        args.handler(args)

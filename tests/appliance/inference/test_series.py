@@ -1,0 +1,111 @@
+import shutil
+import tracemalloc
+
+import numpy as np
+import pydicom
+import pytest
+
+from appliance.errors import SeriesError
+from appliance.phantom.dicom_series import write_ct_series
+from appliance.series import SeriesLimits, read_series
+
+
+@pytest.fixture(scope="module")
+def phantom_dicom(small_study, tmp_path_factory):
+    return write_ct_series(small_study, tmp_path_factory.mktemp("dicom"))
+
+
+@pytest.fixture()
+def subset(phantom_dicom, tmp_path):
+    """The first 30 slices of the phantom series, to be spoilt by each test."""
+    out = tmp_path / "series"
+    out.mkdir()
+    for f in sorted(phantom_dicom.iterdir())[:30]:
+        shutil.copy(f, out / f.name)
+    return out
+
+
+def edit(folder, which, **attrs):
+    files = sorted(folder.iterdir())
+    for f in (files[i] for i in which):
+        ds = pydicom.dcmread(f)
+        for k, v in attrs.items():
+            setattr(ds, k, v)
+        ds.save_as(f)
+
+
+def test_phantom_dicom_equals_the_nifti_volume(small_study, phantom_dicom, tmp_path):
+    from appliance.volume import read_nifti, write_nifti
+    nifti = read_nifti(write_nifti(small_study.image, tmp_path / "image.nii.gz"))
+    vol = read_series(phantom_dicom)
+    assert vol.same_geometry(nifti, atol_mm=1e-3)
+    assert vol.array.dtype == np.int16 and np.array_equal(vol.array, nifti.array)
+
+
+def test_localizer_is_excluded(subset):
+    loc = pydicom.dcmread(sorted(subset.iterdir())[0])
+    loc.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    loc.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    loc.SOPInstanceUID = loc.SOPInstanceUID + ".9"
+    loc.save_as(subset / "LOCALIZER.dcm")
+    (subset / "notes.txt").write_text("not DICOM")
+    assert read_series(subset).shape_zyx[0] == 30
+
+
+def expect(code, folder, **kw):
+    with pytest.raises(SeriesError) as info:
+        read_series(folder, **kw)
+    assert info.value.code == code, str(info.value)
+    return str(info.value)
+
+
+def test_not_a_volume(tmp_path):
+    expect("not_a_volume", tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    expect("not_a_volume", tmp_path / "empty")
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "a.dcm").write_text("hello")
+    expect("not_a_volume", tmp_path / "text")
+
+
+def test_fewer_slices_than_a_window(subset):
+    for f in sorted(subset.iterdir())[10:]:
+        f.unlink()
+    assert "10 slice" in expect("too_few_slices", subset, limits=SeriesLimits(min_slices=16))
+
+
+def test_uneven_slices(subset):
+    ds = pydicom.dcmread(sorted(subset.iterdir())[12])
+    edit(subset, [12], ImagePositionPatient=[*ds.ImagePositionPatient[:2], float(ds.ImagePositionPatient[2]) + 0.9])
+    expect("uneven_spacing", subset)
+
+
+def test_missing_slices(subset):
+    sorted(subset.iterdir())[14].unlink()
+    assert "1 slice(s) missing" in expect("missing_slices", subset)
+
+
+def test_mixed_orientations(subset):
+    edit(subset, [5], ImageOrientationPatient=[1, 0, 0, 0, 0.9950042, 0.0998334])
+    expect("mixed_orientation", subset)
+
+
+def test_non_ct_modality(subset):
+    edit(subset, range(30), Modality="MR")
+    assert "MR" in expect("not_ct", subset)
+
+
+def test_two_series(subset):
+    edit(subset, range(15), SeriesInstanceUID="1.2.3.4")
+    expect("multiple_series", subset)
+
+
+def test_dimension_cap_is_checked_before_allocating(subset, monkeypatch):
+    import appliance.series as series
+
+    monkeypatch.setattr(series, "_pixels", lambda path: pytest.fail("pixels read despite the cap"))
+    tracemalloc.start()
+    expect("too_large", subset, limits=SeriesLimits(max_voxels=140 * 140 * 29))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 140 * 140 * 30 * 2  # never allocated the volume

@@ -1,0 +1,111 @@
+"""TID 1500 SR: numbers equal the measurements JSON; nulls omitted with reasons; DCMTK reads it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pydicom
+import pytest
+from pydicom.sr.coding import Code
+
+from appliance.outputs import codes
+from appliance.outputs.sr import numeric_items
+
+
+@pytest.fixture(scope="module")
+def sr(written):
+    return pydicom.dcmread(written.paths["sr"])
+
+
+def test_every_measured_parameter_is_a_num_in_degrees(written, sr):
+    m = written.measurements
+    items = numeric_items(sr)
+    assert all(unit == "deg" for _, _, unit, _ in items)
+    by_code: dict[str, list] = {}
+    for code, value, _, sites in items:
+        by_code.setdefault(code, []).append((value, sites))
+    cobbs = sorted(v for v, _ in by_code[codes.COBB_ANGLE.value])
+    assert cobbs == pytest.approx(sorted(c["angle_deg"] for c in m["curves"]), abs=1e-9)
+    major = m["cobb"]
+    (value, sites), = [x for x in by_code[codes.COBB_ANGLE.value] if x[0] == pytest.approx(major["angle_deg"])]
+    ends = [codes.VERTEBRA[major[k]].value for k in ("upper_end_vertebra", "lower_end_vertebra")]
+    assert sites == ends
+    for key, (concept, _) in codes.SCALAR_PARAMETERS.items():
+        if m[key] is None:
+            assert concept.value not in by_code
+        else:
+            (value, _), = by_code[concept.value]
+            assert value == pytest.approx(m[key], abs=1e-9)
+    rotation = {sites[0]: v for v, sites in by_code[codes.VERTEBRAL_ROTATION.value]}
+    expected = {codes.VERTEBRA[k].value: v for k, v in m["vertebral_rotation_deg"].items() if v is not None}
+    assert rotation == pytest.approx(expected, abs=1e-9)
+
+
+def _texts(sr) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+
+    def walk(items):
+        for item in items:
+            if item.ValueType == "TEXT":
+                out.setdefault(item.ConceptNameCodeSequence[0].CodeMeaning, []).append(item.TextValue)
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return out
+
+
+def test_nulls_are_omitted_with_reason_and_warnings_and_summary_are_text(written, sr):
+    texts = _texts(sr)
+    NULL_REASON = written.measurements["warnings"][0]
+    assert texts[codes.THORACIC_KYPHOSIS.meaning] == [f"not measured: {NULL_REASON}"]
+    assert any(t.startswith("not measured: C2: ") for t in texts[codes.VERTEBRAL_ROTATION.meaning])
+    assert texts[codes.MEASUREMENT_WARNING.meaning] == [NULL_REASON]
+    summary = texts["Summary"][0]
+    assert "Cobb (major)" in summary and "Pelvic incidence" in summary and "Thoracic kyphosis T1-T12" in summary
+
+
+def test_references_private_scheme_and_template(written, sr):
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    assert sr.StudyInstanceUID == written.source.study_instance_uid
+    declared = [i.CodingSchemeDesignator for i in sr.CodingSchemeIdentificationSequence]
+    assert declared == [codes.PRIVATE_SCHEME]
+    seg = pydicom.dcmread(written.paths["seg"])
+    evidence = {i.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                for r in s.ReferencedSeriesSequence for i in r.ReferencedSOPSequence}
+    assert seg.SOPInstanceUID in evidence
+    others = {i.ReferencedSOPInstanceUID for s in sr.get("PertinentOtherEvidenceSequence", [])
+              for r in s.ReferencedSeriesSequence for i in r.ReferencedSOPSequence}
+    assert {ds.SOPInstanceUID for ds in written.source.datasets} <= evidence | others
+
+
+def test_dsrdump_reads_the_report(written):
+    assert shutil.which("dsrdump"), "DCMTK dsrdump is required"
+    run = subprocess.run(["dsrdump", str(written.paths["sr"])], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert "Cobb angle" in run.stdout and "Imaging Measurement Report" in run.stdout
+    assert "Finding Site" in run.stdout and "Referenced Segment" in run.stdout
+    assert f'"{written.source.first.SeriesInstanceUID}"' in run.stdout  # source series for segmentation
+
+
+def test_end_and_apex_vertebrae_are_coded_evaluations(written, sr):
+    major = written.measurements["cobb"]
+    found = {}
+
+    def walk(items):
+        for item in items:
+            if item.ValueType == "CODE":
+                found.setdefault(item.ConceptNameCodeSequence[0].CodeValue, []).append(
+                    item.ConceptCodeSequence[0].CodeValue)
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    assert codes.VERTEBRA[major["upper_end_vertebra"]].value in found[codes.UPPER_END_VERTEBRA.value]
+    assert codes.VERTEBRA[major["lower_end_vertebra"]].value in found[codes.LOWER_END_VERTEBRA.value]
+    assert codes.VERTEBRA[major["apex_vertebra"]].value in found[codes.APEX_VERTEBRA.value]
+
+
+def test_unusual_level_names_get_private_codes():
+    assert codes.site_code("L6") == Code("WBSVL6", codes.PRIVATE_SCHEME, "L6 vertebra")
+    assert codes.site_code("T12") == codes.VERTEBRA["T12"]

@@ -1,0 +1,56 @@
+"""Configuration: TOML, environment overrides, validation errors, the example file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dicom_node.config import Destination, load_config
+from dicom_node.errors import ConfigError
+from dicom_node.logs import JsonFormatter
+from dicom_node.policy import StoragePolicy, is_valid_uid
+
+REPO = Path(__file__).parents[2]
+
+
+def test_example_config_loads_and_env_overrides(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "deploy" / "node.example.toml", environ={})
+    assert cfg.node.ae_title and cfg.send.destinations
+    env = {"WBSPINE_NODE__PORT": "4242", "WBSPINE_SEND__DESTINATIONS": '["PACS@10.1.2.3:104", "sender"]'}
+    cfg = load_config(REPO / "deploy" / "node.example.toml", {"node": {"ae_title": "FLAG"}}, environ=env)
+    assert cfg.node.port == 4242 and cfg.node.ae_title == "FLAG"
+    assert cfg.send.destinations == (Destination(ae_title="PACS", host="10.1.2.3", port=104),
+                                     Destination(ae_title=None, host=None, port=104))
+
+
+def test_invalid_config_names_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[node]\nae_title = "WAY_TOO_LONG_AE_TITLE"\nport = 70000\nbogus = 1\n'
+                   '[send]\ndestinations = ["nohost"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(bad, environ={})
+    text = str(err.value)
+    for field in ("node.ae_title", "node.port", "node.bogus", "send.destinations"):
+        assert field in text
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_policy_and_uid_checks() -> None:
+    policy = StoragePolicy.default()
+    assert "1.2.840.10008.5.1.4.1.1.2" in policy.sop_classes
+    assert "1.2.840.10008.5.1.4.1.1.7" not in policy.sop_classes  # secondary capture refused
+    assert "1.2.840.10008.1.2.5" in policy.transfer_syntaxes       # RLE: pydicom's own decoder
+    assert is_valid_uid("1.2.840.10008.5.1.4.1.1.2")
+    for bad in ("../../x", "/etc/x", "..", "1.02", "1." + "2" * 70, "", None):
+        assert not is_valid_uid(bad)
+
+
+def test_json_logs_drop_patient_identifiers() -> None:
+    import logging
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, "stored", (), None)
+    record.PatientName, record.patient_id, record.series = "DOE^JOHN", "123", "1.2.3"
+    line = JsonFormatter().format(record)
+    assert "DOE" not in line and "123" not in line and "1.2.3" in line

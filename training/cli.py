@@ -1,0 +1,150 @@
+"""``wbspine train``, ``wbspine dataset ...`` and ``wbspine evaluate``.
+
+Handlers import torch (through :func:`training.torch_import.require_torch`) only when
+they run, so ``wbspine --help`` never imports it. Multi-GPU/multi-node:
+``torchrun --nproc-per-node N -m appliance.cli train --config FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from training.torch_import import require_torch
+
+_SET_HELP = "override a config value, e.g. --set optim.lr=1e-4 --set train.epochs=50 (repeatable)"
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train the residual 3D U-Net (JoVE 67781) on a dataset folder",
+        description="Train with the paper's defaults (Adam 1e-5, lr x0.8/100 epochs, deep "
+                    "supervision alpha 0.8 x0.8/30 epochs, 500 epochs) unless the config or "
+                    "--set says otherwise. Writes last.pt/best.pt, log.csv, TensorBoard logs.")
+    p.add_argument("--config", type=Path, help="TOML config (default: built-in defaults; see "
+                                               "training/configs/default.toml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=_SET_HELP)
+    p.add_argument("--out", type=Path, help="run folder (same as --set run.out=...)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same config)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and hash, then stop")
+    p.set_defaults(handler=run_train)
+
+
+def _config(args):
+    from training.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "out", None) is not None:
+        overrides.append(f'run.out="{args.out}"')
+    return load_config(args.config, overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.print_config:
+        print(json.dumps(json.loads(config.model_dump_json()) | {"config_hash": config.hash}, indent=2))
+        return 0
+    require_torch("wbspine train")
+    from training.loop import train
+
+    result = train(config, resume=args.resume)
+    print(f"run: {result.out}  best validation score: {result.best_score}")
+    return 0
+
+
+def register_dataset(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dataset", help="build training datasets (phantoms, ITK-SNAP folders, "
+                                       "the TotalSegmentator example CT)")
+    verbs = p.add_subparsers(dest="dataset_command", metavar="VERB")
+    verbs.required = True
+    ph = verbs.add_parser("from-phantoms", help="seeded synthetic studies → a dataset")
+    ph.add_argument("--out", required=True, type=Path)
+    ph.add_argument("--n", type=int, default=20, help="number of phantoms")
+    ph.add_argument("--seed", type=int, default=0, help="first seed (seeds counted up from it; refused seeds are skipped)")
+    ph.add_argument("--size", choices=("small", "full"), default="small")
+    ph.add_argument("--val", type=float, default=0.2, help="fraction for validation")
+    ph.add_argument("--test", type=float, default=0.2, help="fraction for test")
+    ph.add_argument("--partial", action="store_true",
+                    help="erase pelvis/femoral heads from training cases at the paper's Table 2 rates")
+    ph.set_defaults(handler=run_from_phantoms)
+    im = verbs.add_parser("import", help="import ITK-SNAP pairs CASE.nii.gz + CASE_seg.nii.gz")
+    im.add_argument("src", type=Path)
+    im.add_argument("--out", required=True, type=Path)
+    im.add_argument("--map", dest="mapping", action="append", required=True, metavar="SRC[,SRC]=TARGET",
+                    help="label mapping, e.g. --map 1=1 --map 25,26=2 (unmapped → background)")
+    im.add_argument("--label-suffix", default="_seg")
+    im.add_argument("--split", choices=("train", "val", "test"), default="train")
+    im.add_argument("--annotated", nargs="*", help="structures drawn (default: the mapped ones)")
+    im.add_argument("--pseudo-labels", action="store_true", help="labels are another model's output")
+    im.set_defaults(handler=run_import)
+    ts = verbs.add_parser("import-totalseg", help="add the TotalSegmentator example CT "
+                                                  "(pseudo-labels) to a dataset")
+    ts.add_argument("--out", required=True, type=Path)
+    ts.add_argument("--src", type=Path, help="folder of the example (default ../shared/data/...)")
+    ts.add_argument("--split", choices=("train", "val", "test"), default="train")
+    ts.set_defaults(handler=run_import_totalseg)
+
+
+def _summary(dataset) -> None:
+    for split in ("train", "val", "test"):
+        cases = dataset.split(split)
+        print(f"{split}: {len(cases)} cases" + (f" ({sum(c.pseudo_labels for c in cases)} pseudo-labelled)"
+                                                if any(c.pseudo_labels for c in cases) else ""))
+    print(f"manifest: {dataset.root / 'dataset.json'}")
+
+
+def run_from_phantoms(args: argparse.Namespace) -> int:
+    from training.dataset import from_phantoms
+
+    _summary(from_phantoms(args.out, args.n, args.seed, args.size, val_fraction=args.val,
+                           test_fraction=args.test, partial=args.partial))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from training.dataset import import_folder, parse_mapping
+
+    _summary(import_folder(args.src, args.out, parse_mapping(args.mapping), label_suffix=args.label_suffix,
+                           split=args.split, pseudo_labels=args.pseudo_labels, annotated=args.annotated))
+    return 0
+
+
+def run_import_totalseg(args: argparse.Namespace) -> int:
+    from training.totalseg import DEFAULT_SRC, import_totalseg
+
+    _summary(import_totalseg(args.out, args.src or DEFAULT_SRC, split=args.split))
+    print("note: this case's labels are TotalSegmentator outputs (pseudo-labels), not manual annotation")
+    return 0
+
+
+def register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="Table-3 report (Dice, VS, Recall) of a checkpoint on held-out cases")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--dataset", type=Path, help="dataset folder (default: the one it was trained on)")
+    p.add_argument("--split", choices=("val", "test", "train"), default="test")
+    p.add_argument("--out", required=True, type=Path, help="folder for report.md and report.json")
+    p.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    require_torch("wbspine evaluate")
+    from training import dataset as ds
+    from training.checkpoint import model_from_checkpoint
+    from training.config import Config
+    from training.data import prepare_split
+    from training.evaluate import evaluate_cases, write_report
+
+    model, ckpt = model_from_checkpoint(args.checkpoint)
+    config = Config.model_validate(ckpt["training_config"])
+    dataset = ds.load(args.dataset or config.data.dataset)
+    cases = dataset.split(args.split)
+    prepared = prepare_split(dataset, args.split, config.data.working_spacing_mm, dataset.root / "cache")
+    per_case = evaluate_cases(model, dataset, cases, prepared, config, native_grid=True)
+    data = write_report(args.out, per_case, dataset.split("train"),
+                        title=f"{args.checkpoint.name} on {dataset.root.name}/{args.split}")
+    for name, e in data["table3"].items():
+        print(f"{name}: n={e['test']} dice={e['dice']} vs={e['volume_similarity']} recall={e['recall']}")
+    print(f"report: {args.out / 'report.md'}")
+    return 0

@@ -1,0 +1,271 @@
+"""Training datasets on disk: ITK-SNAP style NIfTI pairs plus a small JSON manifest.
+
+Layout::
+
+    DATASET/
+      dataset.json            manifest (below)
+      images/CASE.nii.gz      grey values
+      labels/CASE.nii.gz      label map, project convention (appliance.labels)
+
+``dataset.json``::
+
+    {"format": "wbspine-dataset", "version": 1,
+     "labels": {"0": "background", "1": "vertebral_bodies", ...},
+     "cases": [{"id": "phantom-0001", "image": "images/phantom-0001.nii.gz",
+                "label": "labels/phantom-0001.nii.gz", "split": "train",
+                "annotated": ["vertebral_bodies", "pelvis"],
+                "pseudo_labels": false, "provenance": {...}}, ...]}
+
+``annotated`` lists the structures drawn in that case (the paper's Table 2: not every
+case has every structure); the loss ignores the others rather than calling them
+background. ``pseudo_labels`` marks labels made by another model, not by an annotator.
+Importing the TotalSegmentator example is in :mod:`training.totalseg`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from appliance.errors import DatasetError
+from appliance.labels import LABEL_NAMES, STRUCTURES
+from appliance.volume import Volume, read_nifti, write_nifti
+
+MANIFEST = "dataset.json"
+FORMAT = "wbspine-dataset"
+VERSION = 1
+SPLITS = ("train", "val", "test")
+STRUCTURE_NAMES = tuple(LABEL_NAMES[int(s)] for s in STRUCTURES)
+#: Paper Table 2 share of cases annotated per structure (100 spine, 57 pelvis, 47 heads).
+PAPER_ANNOTATED_FRACTION = {"vertebral_bodies": 1.0, "pelvis": 0.57, "femoral_heads": 0.47}
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    image: str
+    label: str
+    split: str
+    annotated: tuple[str, ...]
+    pseudo_labels: bool = False
+    provenance: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "image": self.image, "label": self.label, "split": self.split,
+                "annotated": list(self.annotated), "pseudo_labels": self.pseudo_labels,
+                "provenance": self.provenance}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    labels: dict[int, str]
+    cases: tuple[Case, ...]
+
+    def split(self, name: str) -> tuple[Case, ...]:
+        return tuple(c for c in self.cases if c.split == name)
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+
+def _check_case(case: Case, labels: Mapping[int, str]) -> None:
+    if not _CASE_ID.match(case.id):
+        raise DatasetError(f"case id {case.id!r} must be 1-100 of [A-Za-z0-9._-]")
+    if case.split not in SPLITS:
+        raise DatasetError(f"case {case.id}: split must be one of {SPLITS}, got {case.split!r}")
+    unknown = set(case.annotated) - set(labels.values()) | ({"background"} & set(case.annotated))
+    if unknown:
+        raise DatasetError(f"case {case.id}: unknown annotated structures {sorted(unknown)}")
+
+
+def load(root: str | Path) -> Dataset:
+    """Read and validate ``root/dataset.json``."""
+    root = Path(root)
+    try:
+        raw = json.loads((root / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read {root / MANIFEST}: {exc}") from exc
+    if raw.get("format") != FORMAT or raw.get("version") != VERSION:
+        raise DatasetError(f"{root / MANIFEST}: not a {FORMAT} v{VERSION} manifest")
+    labels = {int(k): str(v) for k, v in raw.get("labels", {}).items()}
+    cases = []
+    for c in raw.get("cases", []):
+        try:
+            case = Case(id=c["id"], image=c["image"], label=c["label"], split=c["split"],
+                        annotated=tuple(c["annotated"]), pseudo_labels=bool(c.get("pseudo_labels", False)),
+                        provenance=dict(c.get("provenance", {})))
+        except (KeyError, TypeError) as exc:
+            raise DatasetError(f"{root / MANIFEST}: malformed case entry {c!r}") from exc
+        _check_case(case, labels)
+        for rel in (case.image, case.label):
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise DatasetError(f"case {case.id}: paths must stay inside the dataset ({rel})")
+        cases.append(case)
+    if len({c.id for c in cases}) != len(cases):
+        raise DatasetError(f"{root / MANIFEST}: duplicate case ids")
+    return Dataset(root, labels, tuple(cases))
+
+
+def _save(root: Path, labels: Mapping[int, str], cases: Iterable[Case]) -> Path:
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "labels": {str(k): v for k, v in sorted(labels.items())},
+        "note": "cases with pseudo_labels=true carry another model's output, not manual annotation",
+        "cases": [c.as_dict() for c in cases],
+    }
+    path = root / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def add_case(root: str | Path, case_id: str, image: Volume, label: Volume, *, split: str,
+             annotated: Iterable[str], pseudo_labels: bool = False,
+             provenance: Mapping | None = None) -> Case:
+    """Write one image/label pair into ``root`` (created if needed) and record it."""
+    root = Path(root)
+    if not image.same_geometry(label):
+        raise DatasetError(f"case {case_id}: image and label grids differ")
+    labels = {int(k): v for k, v in LABEL_NAMES.items()}
+    existing: list[Case] = []
+    if (root / MANIFEST).exists():
+        ds = load(root)
+        labels, existing = ds.labels, [c for c in ds.cases if c.id != case_id]
+    present = set(np.unique(label.array).tolist()) - set(labels)
+    if present:
+        raise DatasetError(f"case {case_id}: label values {sorted(present)} are not in the label map")
+    case = Case(case_id, f"images/{case_id}.nii.gz", f"labels/{case_id}.nii.gz", split,
+                tuple(a for a in labels.values() if a in set(annotated)), pseudo_labels,
+                dict(provenance or {}))
+    _check_case(case, labels)
+    write_nifti(image, root / case.image)
+    write_nifti(label.with_array(label.array.astype(np.uint8)), root / case.label)
+    _save(root, labels, [*existing, case])
+    return case
+
+
+def assign_splits(n: int, val_fraction: float, test_fraction: float) -> list[str]:
+    """Deterministic split: the last cases go to test, those before to val."""
+    n_test = round(n * test_fraction)
+    n_val = round(n * val_fraction)
+    if n - n_test - n_val < 1:
+        raise DatasetError(f"{n} cases leave no training case with val={val_fraction}, test={test_fraction}")
+    return ["train"] * (n - n_val - n_test) + ["val"] * n_val + ["test"] * n_test
+
+
+def from_phantoms(out: str | Path, n: int, seed: int = 0, size: str = "small", *,
+                  val_fraction: float = 0.2, test_fraction: float = 0.2,
+                  partial: bool = False) -> Dataset:
+    """``n`` seeded phantoms (seeds from ``seed`` up; a seed the generator refuses is
+    skipped) → a dataset in ``out``.
+
+    ``partial=True`` simulates the paper's Table 2 for *training* cases: pelvis and
+    femoral heads are kept in 57 % and 47 % of them (seeded draw) and erased from the
+    label map otherwise, with ``annotated`` saying so. Val/test cases stay complete.
+    """
+    from appliance.phantom import generate_study
+
+    if n < 1:
+        raise DatasetError("need at least one phantom")
+    rng = np.random.default_rng([seed, 67781])
+    splits = assign_splits(n, val_fraction, test_fraction)
+    next_seed = seed
+    for split in splits:
+        study, case_seed = _next_study(generate_study, next_seed, size)
+        next_seed = case_seed + 1
+        annotated = list(STRUCTURE_NAMES)
+        labels = study.labels.array.copy()
+        if partial and split == "train":
+            draws = rng.random(len(STRUCTURE_NAMES))
+            for name, u in zip(STRUCTURE_NAMES, draws):
+                if u >= PAPER_ANNOTATED_FRACTION[name]:
+                    annotated.remove(name)
+                    labels[labels == STRUCTURE_NAMES.index(name) + 1] = 0
+        add_case(out, f"phantom-{case_seed:05d}", study.image, study.labels.with_array(labels),
+                 split=split, annotated=annotated,
+                 provenance={"source": "appliance.phantom", "seed": case_seed, "size": size,
+                             "labels": "exact (planted) phantom truth"})
+    return load(out)
+
+
+def _next_study(generate_study, seed: int, size: str, tries: int = 20):
+    """The first seed from ``seed`` whose phantom fits the field of view (the generator
+    refuses a few seeds); deterministic, and the seed used is recorded."""
+    from appliance.errors import PhantomError
+
+    for s in range(seed, seed + tries):
+        try:
+            return generate_study(s, size), s
+        except PhantomError:
+            continue
+    raise DatasetError(f"no usable phantom among seeds {seed}..{seed + tries - 1}")
+
+
+def parse_mapping(items: Iterable[str]) -> dict[int, int]:
+    """``["1=1", "25,26,77,78=2"]`` → ``{1: 1, 25: 2, 26: 2, 77: 2, 78: 2}``."""
+    mapping: dict[int, int] = {}
+    for item in items:
+        src, sep, dst = item.partition("=")
+        try:
+            values = [int(v) for v in src.split(",") if v.strip()]
+            target = int(dst)
+        except ValueError as exc:
+            raise DatasetError(f"label mapping {item!r} must be 'SRC[,SRC...]=TARGET' integers") from exc
+        if not sep or not values:
+            raise DatasetError(f"label mapping {item!r} must be 'SRC[,SRC...]=TARGET'")
+        for v in values:
+            if v in mapping and mapping[v] != target:
+                raise DatasetError(f"source label {v} mapped twice")
+            mapping[v] = target
+    return mapping
+
+
+def remap(array: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
+    """Map source label values; values not in ``mapping`` become background (0)."""
+    lut = np.zeros(max([int(array.max()) if array.size else 0, *mapping]) + 1, dtype=np.uint8)
+    for src, dst in mapping.items():
+        if src >= 0:
+            lut[src] = dst
+    return lut[np.clip(array.astype(np.int64), 0, None)]
+
+
+def import_folder(src: str | Path, out: str | Path, mapping: Mapping[int, int], *,
+                  label_suffix: str = "_seg", split: str = "train",
+                  pseudo_labels: bool = False, annotated: Iterable[str] | None = None) -> Dataset:
+    """Import ITK-SNAP pairs ``CASE.nii.gz`` + ``CASE{label_suffix}.nii.gz`` from ``src``.
+
+    Label values are mapped with ``mapping`` (others → background); ``annotated``
+    defaults to the structures that ``mapping`` produces.
+    """
+    src = Path(src)
+    labels_by_value = {int(k): v for k, v in LABEL_NAMES.items()}
+    bad = set(mapping.values()) - set(labels_by_value)
+    if bad:
+        raise DatasetError(f"mapping targets {sorted(bad)} are not project labels")
+    names = tuple(annotated) if annotated is not None else tuple(
+        labels_by_value[t] for t in sorted(set(mapping.values())) if t)
+    pairs = []
+    for image_path in sorted(src.glob("*.nii.gz")):
+        stem = image_path.name[: -len(".nii.gz")]
+        if stem.endswith(label_suffix):
+            continue
+        label_path = src / f"{stem}{label_suffix}.nii.gz"
+        if label_path.exists():
+            pairs.append((stem, image_path, label_path))
+    if not pairs:
+        raise DatasetError(f"no CASE.nii.gz + CASE{label_suffix}.nii.gz pairs in {src}")
+    for stem, image_path, label_path in pairs:
+        image, label = read_nifti(image_path), read_nifti(label_path)
+        add_case(out, stem, image, label.with_array(remap(label.array, mapping)), split=split,
+                 annotated=names, pseudo_labels=pseudo_labels,
+                 provenance={"source": str(image_path.name), "label_source": label_path.name,
+                             "mapping": {str(k): v for k, v in sorted(mapping.items())}})
+    return load(out)
