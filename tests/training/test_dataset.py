@@ -64,8 +64,7 @@ def test_bad_inputs_are_refused(tmp_path):
 def test_totalseg_import_gives_pseudo_labelled_bodies_pelvis_and_heads(tmp_path):
     from training.totalseg import DEFAULT_SRC, import_totalseg
 
-    if not (DEFAULT_SRC / "example_ct.nii.gz").exists():
-        pytest.skip("shared TotalSegmentator example not available")
+    assert (DEFAULT_SRC / "example_ct.nii.gz").exists(), f"shared real data missing: {DEFAULT_SRC}"
     data = import_totalseg(tmp_path / "d")
     (case,) = data.cases
     assert case.pseudo_labels and "PSEUDO-LABELS" in case.provenance["labels"]

@@ -31,7 +31,7 @@ def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) ->
 
 
 def test_two_cpu_processes_end_with_identical_weights(tiny_dataset, tmp_path):
-    from _training_helpers import tiny_overrides
+    from tests.training._training_helpers import tiny_overrides
 
     overrides = tiny_overrides(tiny_dataset.root, tmp_path / "run", **{"train.epochs": 1, "train.batch_size": 1})
     torch.multiprocessing.spawn(_worker, args=(2, _free_port(), overrides, str(tmp_path)), nprocs=2, join=True)
