@@ -23,6 +23,7 @@ from appliance.labels import Label
 from appliance.outputs import codes
 from appliance.outputs.algorithm import AlgorithmInfo
 from appliance.outputs.source import SourceSeries
+from appliance.outputs.stl import bbox
 from appliance.volume import Volume
 
 SEG_SERIES_NUMBER = 901
@@ -51,17 +52,6 @@ SEGMENT_SPECS: tuple[SegmentSpec, ...] = (
 )
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box of a boolean (z, y, x) mask, from its axis projections."""
-    out = []
-    for axis in range(3):
-        nz = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if nz.size == 0:
-            return None
-        out.append(slice(int(nz[0]), int(nz[-1]) + 1))
-    return tuple(out)
-
-
 def _x_mm(box: tuple[slice, ...], affine: np.ndarray) -> np.ndarray:
     """LPS x (mm) of every voxel of ``box`` (broadcast (z, y, x) array)."""
     k, j, i = (np.arange(s.start, s.stop) for s in box)
@@ -72,10 +62,10 @@ def _x_mm(box: tuple[slice, ...], affine: np.ndarray) -> np.ndarray:
 def _left_heads(arr: np.ndarray, affine: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """Box around the femoral heads and, inside it, the head voxels on the patient's left
     (+x) of the midline (the pelvis centroid's x, else the heads' own mean x)."""
-    heads_box = _bbox(arr == Label.FEMORAL_HEADS)
+    heads_box = bbox(arr == Label.FEMORAL_HEADS)
     if heads_box is None:
         return None
-    pelvis_box = _bbox(arr == Label.PELVIS)
+    pelvis_box = bbox(arr == Label.PELVIS)
     ref_value, ref_box = (Label.PELVIS, pelvis_box) if pelvis_box else (Label.FEMORAL_HEADS, heads_box)
     ref = arr[ref_box] == ref_value
     midline_x = float((_x_mm(ref_box, affine) * ref).sum() / ref.sum())
