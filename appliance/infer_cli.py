@@ -1,17 +1,16 @@
-"""``wbspine infer INPUT [--bundle DIR] --out DIR``: segment one study.
+"""``wbspine infer INPUT [--bundle DIR] --out DIR``: every result for one study.
 
-Writes ``labels.nii.gz`` (uint8, on the input grid: 0 background, 1 vertebral bodies,
-2 pelvis incl. sacrum, 3 femoral heads) and ``timing.json`` (load, preprocess, inference,
-postprocess, write seconds plus engine, crop and window counts). Heavy imports happen in
-the handler. Later stages (measurements, DICOM outputs) hook in after ``run_inference``,
-which returns plain data.
+Runs :func:`appliance.pipeline.process_study`: ``labels.nii.gz`` (uint8, on the input
+grid: 0 background, 1 vertebral bodies, 2 pelvis incl. sacrum, 3 femoral heads),
+``measurements.json`` (``wbspine.measurements/1``), ``timing.json`` (per stage, engine,
+crop and window counts) and, for a DICOM series, ``seg.dcm``, ``sr.dcm``, key images and
+STL (plain and DICOM Encapsulated STL). A NIfTI input has no DICOM source to reference,
+so it gets the STL models but no DICOM objects. Heavy imports happen in the handler.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 
@@ -21,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "infer",
         help="segment a study (DICOM folder or NIfTI) into vertebral bodies, pelvis and femoral heads",
-        description="Segment INPUT (a folder with one CT series, or a NIfTI file) with a model bundle and "
-                    "write labels.nii.gz on the input grid plus timing.json. "
+        description="Segment INPUT (a folder with one CT series, or a NIfTI file) with a model bundle, measure "
+                    "it and write labels.nii.gz, measurements.json, timing.json and, for a DICOM series, "
+                    "seg.dcm, sr.dcm, key images and STL models. "
                     f"Default bundle: {DEFAULT_BUNDLE_DIR}",
     )
     p.add_argument("input", type=Path, metavar="INPUT", help="DICOM series folder or image file")
@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="windows per engine call (default 4)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8× slower)")
     p.add_argument("--no-crop", action="store_true", help="infer the whole volume (no bony-region crop)")
+    p.add_argument("--labels-only", action="store_true",
+                   help="write labels.nii.gz, measurements.json and timing.json only (no SEG, SR, key images, STL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -43,30 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from appliance.bundle import DEFAULT_BUNDLE_DIR, load_bundle
     from appliance.crop import CropConfig
-    from appliance.engines.select import EngineConfig, select_engine
-    from appliance.inference import InferenceConfig, run_inference
-    from appliance.volume import write_nifti
+    from appliance.inference import InferenceConfig
+    from appliance.pipeline import process_study
 
     bundle = load_bundle(args.bundle or DEFAULT_BUNDLE_DIR)
     config = InferenceConfig(overlap=args.overlap, batch_size=args.batch_size, tta_mirror=args.tta,
                              crop=CropConfig(enabled=not args.no_crop))
-    engine = select_engine(bundle, EngineConfig(kind=args.engine, threads=args.threads, batch_size=args.batch_size,
-                                                triton_url=args.triton_url)).engine
-    try:
-        result = _with_progress(args, lambda progress: run_inference(args.input, bundle, engine, config, progress))
-    finally:
-        engine.close()
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_nifti(result.labels, out / "labels.nii.gz")
-    result.timing_s["write_s"] = time.perf_counter() - t0
-    report = {"timing_s": {k: round(v, 4) for k, v in result.timing_s.items()}, **result.info}
-    (out / "timing.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    result = _with_progress(args, lambda progress: process_study(
+        args.input, args.out, bundle, engine_kind=args.engine, threads=args.threads, config=config,
+        outputs=not args.labels_only, progress=progress, triton_url=args.triton_url))
     t = result.timing_s
-    print(f"labels: {out / 'labels.nii.gz'}  (engine {result.info.get('engine')}, "
+    print(f"{len(result.paths)} files in {result.out_dir} (engine {result.info.get('engine')}, "
           f"{t.get('total_s', 0):.1f} s: load {t.get('load_s', 0):.1f}, preprocess {t['preprocess_s']:.1f}, "
-          f"inference {t['inference_s']:.1f}, postprocess {t['postprocess_s']:.1f})")
+          f"inference {t['inference_s']:.1f}, postprocess {t['postprocess_s']:.1f}, "
+          f"measure {t.get('measure_s', 0):.1f}, outputs {t.get('outputs_s', 0):.1f})")
+    for warning in result.measurements.get("warnings", []):
+        print(f"warning: {warning}")
     return 0
 
 

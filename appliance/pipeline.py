@@ -32,6 +32,7 @@ class StudyResult:
     paths: dict[str, Path]
     measurements: dict
     timing_s: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # engine, crop, window counts (timing.json)
 
     @property
     def dicom_files(self) -> list[Path]:
@@ -46,18 +47,22 @@ class StudyResult:
 def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
                   engine_kind: str = "auto", threads: int | None = None,
                   config: InferenceConfig = InferenceConfig(), outputs: bool = True,
-                  progress=None) -> StudyResult:
-    """Segment, measure and write every result of the series in ``series_dir``."""
+                  progress=None, triton_url: str | None = None) -> StudyResult:
+    """Segment, measure and write every result of the series in ``series_dir``.
+
+    ``series_dir`` may also be a NIfTI file: then there is no DICOM source to reference,
+    and only the STL models are written besides labels and measurements.
+    """
     from appliance.engines.select import EngineConfig, select_engine
     from appliance.measure.api import measure
     from appliance.outputs.algorithm import AlgorithmInfo
-    from appliance.outputs.writer import write_outputs
+    from appliance.outputs.writer import write_meshes, write_outputs
 
     bundle = bundle or load_bundle(DEFAULT_BUNDLE_DIR)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    engine = select_engine(bundle, EngineConfig(kind=engine_kind, threads=threads,
-                                                batch_size=config.batch_size)).engine
+    engine = select_engine(bundle, EngineConfig(kind=engine_kind, threads=threads, batch_size=config.batch_size,
+                                                triton_url=triton_url)).engine
     try:
         seg = run_inference(series_dir, bundle, engine, config, progress)
     finally:
@@ -76,12 +81,16 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
         algorithm = AlgorithmInfo(bundle.manifest.model.name, bundle.manifest.model.version)
         paths.update(write_outputs(seg.labels, series_dir, measurements, out, algorithm))
         timing["outputs_s"] = time.perf_counter() - t
+    elif outputs:
+        t = time.perf_counter()
+        paths.update({f"stl_{name}": r.path for name, r in write_meshes(seg.labels, out).items()})
+        timing["outputs_s"] = time.perf_counter() - t
     timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
     (out / "timing.json").write_text(json.dumps({"timing_s": {k: round(v, 4) for k, v in timing.items()},
                                                  **seg.info}, indent=2) + "\n")
     paths["timing"] = out / "timing.json"
     log.info("study processed", extra={"seconds": round(timing["total_s"], 2), "files": len(paths)})
-    return StudyResult(out, paths, measurements, timing)
+    return StudyResult(out, paths, measurements, timing, dict(seg.info))
 
 
 def make_processor(bundle_dir: Path | None = None):

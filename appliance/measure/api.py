@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.errors import MeasurementError
-from appliance.labels import LEVELS, Label
+from appliance.labels import LABEL_NAMES, LEVELS, Label
 from appliance.measure import definitions as d
 from appliance.measure.bodies import Body, find_bodies, name_levels
 from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
@@ -190,5 +190,14 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
         for h in sorted(heads, key=lambda h: h.side != "right")
     ]
     result["s1_plate"] = None if s1 is None else {"center_mm": _vec(s1.center_mm, 3), "normal": _vec(s1.normal)}
+    result["structure_volumes_cm3"] = structure_volumes_cm3(labels, affine)
     result["warnings"] = warnings
     return result
+
+
+def structure_volumes_cm3(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
+    """Volume (cm³) of every structure present in the label map, by label name."""
+    voxel_cm3 = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+    counts = np.bincount(labels.ravel(), minlength=len(Label))
+    return {LABEL_NAMES[int(k)]: round(float(counts[int(k)]) * voxel_cm3, 3)
+            for k in (Label.VERTEBRAL_BODIES, Label.PELVIS, Label.FEMORAL_HEADS) if counts[int(k)]}

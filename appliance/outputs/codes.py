@@ -41,6 +41,9 @@ LEFT = Code("7771000", "SCT", "Left")
 RIGHT = Code("24028007", "SCT", "Right")
 COBB_ANGLE = Code("285285000", "SCT", "Cobb angle")
 DEGREE = Code("deg", "UCUM", "degree")
+#: Segmented structure volume: SCT 118565006 "Volume" in UCUM cm3 (CID 7182).
+VOLUME = Code("118565006", "SCT", "Volume")
+CUBIC_CENTIMETER = Code("cm3", "UCUM", "cubic centimeter")
 
 #: CID 7603 Vertebra.
 VERTEBRA: dict[str, Code] = {

@@ -6,9 +6,12 @@ source series it segments, TID 1411 row "Source series for segmentation"):
 - one per coronal curve: Cobb angle (SCT 285285000) with the end vertebrae as finding
   sites and upper/lower/apex vertebra as coded qualitative evaluations;
 - sagittal and spinopelvic parameters (private codes, :mod:`codes`);
-- vertebral axial rotation, one value per vertebra (finding site = that vertebra).
+- vertebral axial rotation, one value per vertebra (finding site = that vertebra);
+- the volume of each segmented structure (SCT 118565006, UCUM ``cm3``), which exists
+  whenever anything was segmented, so a report whose angles all failed still carries
+  the group TID 1500 requires and says why in its text items.
 
-Every number is a NUM item in UCUM ``deg``. A ``null`` value is never sent as a number:
+Every angle is a NUM item in UCUM ``deg``. A ``null`` value is never sent as a number:
 it becomes a TEXT item "not measured: reason" in the TID 1500 "Qualitative Evaluations"
 container, next to the measurement warnings and a readable summary.
 """
@@ -21,6 +24,7 @@ from pydicom.sr.codedict import codes as dcm_codes
 from pydicom.sr.coding import Code
 
 from appliance import __version__
+from appliance.errors import OutputError
 from appliance.outputs import codes
 from appliance.outputs.algorithm import AlgorithmInfo
 from appliance.outputs.seg import SegmentSpec
@@ -87,6 +91,10 @@ def measurement_groups(m: dict, refs: dict[str, hd.sr.ReferencedSegment],
                 if v is not None]
     if rotation:
         groups.append(_group("Vertebral axial rotation", spine_ref, algo, rotation))
+    for name, volume in (m.get("structure_volumes_cm3") or {}).items():
+        ref = refs.get(name)
+        groups.append(_group(f"Volume of {name.replace('_', ' ')}", ref, algo, [hd.sr.Measurement(
+            name=codes.VOLUME, value=float(volume), unit=codes.CUBIC_CENTIMETER, algorithm_id=algo)]))
     return groups
 
 
@@ -116,10 +124,13 @@ def build_sr(measurements: dict, source: SourceSeries, seg: Dataset, specs: list
             uid=hd.UID(), name=algorithm.name, manufacturer_name=algorithm.manufacturer,
             model_name=f"{algorithm.name} {algorithm.version}"),
     )
+    groups = measurement_groups(measurements, refs, algo)
+    if not groups:
+        raise OutputError("nothing was segmented or measured: no measurement report can be written")
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=dcm_codes.LN.CTUnspecifiedBodyRegion,
-        imaging_measurements=measurement_groups(measurements, refs, algo),
+        imaging_measurements=groups,
         title=dcm_codes.DCM.ImagingMeasurementReport,
     )
     report[0].ContentSequence.append(_text_container(measurements))

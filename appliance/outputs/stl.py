@@ -1,7 +1,7 @@
 """Surface meshes of the masks for 3D printing, in DICOM patient LPS millimetres.
 
 Per 26-connected part: pad by one voxel (closed surface at the volume edge) → marching
-cubes (scikit-image, level 0.5, Lewiner) in voxel indices → LPS mm through the volume
+cubes (scikit-image, level 0.5, Lewiner; fallbacks in :func:`_surface`) in voxel indices → LPS mm through the volume
 affine → Taubin smoothing (λ/μ, shrinks far less than Laplacian) → outward normals →
 quadric decimation (fast-simplification) to the part's share of the triangle budget,
 kept only while the surface stays closed → watertight/manifold check (trimesh) →
@@ -71,10 +71,27 @@ def signed_volume_mm3(mesh: trimesh.Trimesh) -> float:
     return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)
 
 
+def _surface(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of a padded 0/1 part whose surface is a closed 2-manifold.
+
+    Lewiner first (topologically consistent on most data); its case tables can still
+    give edges shared by four triangles on some binary configurations (seen on noisy
+    masks), so Lorensen is tried next, then the same part smoothed by a 0.5-voxel
+    Gaussian, which removes the exact ties that make the cases ambiguous.
+    """
+    candidates = ((padded, "lewiner"), (padded, "lorensen"),
+                  (ndimage.gaussian_filter(padded, 0.5), "lewiner"))
+    for field, method in candidates:
+        verts, faces, _, _ = marching_cubes(field, level=0.5, method=method, allow_degenerate=False)
+        mesh = trimesh.Trimesh(verts, faces, process=True)
+        if mesh.is_watertight and mesh.is_winding_consistent:
+            return mesh.vertices, mesh.faces
+    return verts, faces  # the caller's printable check reports it
+
+
 def _component_mesh(part: np.ndarray, offset_zyx: np.ndarray, affine: np.ndarray,
                     smooth_iterations: int) -> trimesh.Trimesh:
-    padded = np.pad(part, 1).astype(np.float32)
-    verts_zyx, faces, _, _ = marching_cubes(padded, level=0.5, method="lewiner", allow_degenerate=False)
+    verts_zyx, faces = _surface(np.pad(part, 1).astype(np.float32))
     ijk = verts_zyx[:, ::-1] + (offset_zyx - 1)[::-1]
     mesh = trimesh.Trimesh(ijk @ affine[:3, :3].T + affine[:3, 3], faces, process=True)
     if smooth_iterations:

@@ -43,8 +43,9 @@ def _save(ds, path: Path) -> Path:
     return path
 
 
-def _write_meshes(labels: Volume, out: Path, max_triangles: int | None,
-                  strut_radius_mm: float) -> dict[str, MeshReport]:
+def write_meshes(labels: Volume, out: Path, max_triangles: int | None = DEFAULT_MAX_TRIANGLES,
+                 strut_radius_mm: float = DEFAULT_STRUT_RADIUS_MM) -> dict[str, MeshReport]:
+    """``out/stl/<segment>.stl`` per segment, ``combined.stl`` and the one-piece ``printable.stl``."""
     segments, specs = segment_label_map(labels)
     reports = {spec.key: export_mask(segments == k + 1, labels, out / "stl" / f"{spec.key}.stl", spec.key,
                                      max_triangles)
@@ -106,7 +107,7 @@ def write_outputs(labels: Volume, source_dir: str | Path, measurements: dict, ou
     meshes: dict[str, MeshReport] = {}
     if stl:
         t = time.perf_counter()
-        meshes = _write_meshes(labels, out, max_triangles, strut_radius_mm)
+        meshes = write_meshes(labels, out, max_triangles, strut_radius_mm)
         series_uid = hd.UID()
         for k, (name, report) in enumerate(meshes.items()):
             paths[f"stl_{name}"] = report.path

@@ -16,6 +16,7 @@ from appliance.phantom.params import PhantomParams, Size, draw_params
 from appliance.phantom.raster import Grid, paint, paint_shape, union_sdf
 from appliance.phantom.skeleton import Skeleton, build_skeleton
 from appliance.phantom.spine import Spine, build_spine
+from appliance.measure.api import structure_volumes_cm3
 from appliance.phantom.truth import BodyStats, compute_truth
 from appliance.volume import Volume, write_nifti
 
@@ -113,7 +114,9 @@ def generate_study(seed: int, size: Size = "small", **overrides) -> Study:
     truth = compute_truth(p, spine, skel, stats)
     truth["grid"] = {"shape_zyx": list(grid.shape_zyx), "spacing_mm": list(spacing),
                      "origin_mm": list(origin), "fov_centre_mm": [float(c) for c in fov_centre]}
-    return Study(p, image, Volume(labels, spacing, origin), truth)
+    label_volume = Volume(labels, spacing, origin)
+    truth["structure_volumes_cm3"] = structure_volumes_cm3(labels, label_volume.affine)
+    return Study(p, image, label_volume, truth)
 
 
 def write_study(study: Study, out_dir: str | Path, dicom: bool = True) -> dict[str, Path]:

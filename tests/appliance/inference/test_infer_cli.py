@@ -39,12 +39,40 @@ def test_wbspine_infer_end_to_end(small_study, tmp_path, source):
     expected = clean_labels((image.array > 250).astype(np.uint8), image.spacing_mm)
     assert np.array_equal(labels.array, expected)
     timing = json.loads((out / "timing.json").read_text())
-    for key in ("load_s", "preprocess_s", "inference_s", "postprocess_s", "write_s", "total_s"):
+    for key in ("load_s", "preprocess_s", "inference_s", "postprocess_s", "measure_s", "outputs_s", "total_s"):
         assert timing["timing_s"][key] >= 0
     assert timing["engine"] == "onnxruntime:CPUExecutionProvider"
     w = timing["windows"]
     assert w["run"] + w["skipped_empty"] == w["windows"] > 0
     assert timing["crop"]["source"] == "bone"
+    measurements = json.loads((out / "measurements.json").read_text())
+    assert measurements["schema"] == "wbspine.measurements/1"
+    # the oracle labels every bright voxel as a vertebral body: no pelvis, said, not zeroed
+    assert any("pelvis" in w for w in measurements["warnings"])
+    assert measurements["pelvic_incidence_deg"] is None and measurements["sacral_slope_deg"] is None
+    stl = sorted(p.name for p in (out / "stl").glob("*.stl"))
+    assert {"combined.stl", "printable.stl"} <= set(stl)
+    dicom_outputs = [out / "seg.dcm", out / "sr.dcm", out / "key_images" / "coronal.dcm",
+                     out / "stl_dicom" / "combined.dcm"]
+    if source == "dicom":
+        import pydicom
+
+        assert all(p.is_file() for p in dicom_outputs)
+        seg = pydicom.dcmread(out / "seg.dcm")
+        source_uid = pydicom.dcmread(next(inp.iterdir()), stop_before_pixels=True).StudyInstanceUID
+        assert seg.Modality == "SEG" and seg.StudyInstanceUID == source_uid
+    else:  # no DICOM source to reference: no DICOM objects, but the printable models
+        assert not any(p.exists() for p in dicom_outputs)
+
+
+def test_infer_labels_only_skips_the_outputs(small_study, tmp_path):
+    bundle = make_bundle(tmp_path / "bundle", window=(16, 32, 32), spacing=(2.5, 2.5, 2.5))
+    inp = write_nifti(small_study.image, tmp_path / "image.nii.gz")
+    out = tmp_path / "out"
+    args = _parser().parse_args(["infer", str(inp), "--bundle", str(bundle), "--out", str(out),
+                                 "--no-progress", "--labels-only"])
+    assert args.handler(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["labels.nii.gz", "measurements.json", "timing.json"]
 
 
 def test_infer_refuses_a_tampered_bundle_with_a_clear_message(small_study, tmp_path, capsys):

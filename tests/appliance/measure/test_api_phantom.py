@@ -25,7 +25,7 @@ SEEDS = (1, 2, 3, 4, 5, 6)
 KEYS = {"schema", "cobb", "curves", "thoracic_kyphosis_deg", "thoracic_kyphosis_t4_t12_deg",
         "lumbar_lordosis_deg", "lumbar_lordosis_l1_s1_deg", "sacral_slope_deg", "pelvic_tilt_deg",
         "pelvic_incidence_deg", "vertebral_rotation_deg", "vertebrae", "femoral_heads", "s1_plate",
-        "warnings"}
+        "structure_volumes_cm3", "warnings"}
 TOLERANCE_DEG = {
     "thoracic_kyphosis_deg": 2.5, "thoracic_kyphosis_t4_t12_deg": 2.5, "lumbar_lordosis_deg": 2.5,
     "pelvic_tilt_deg": 2.0, "sacral_slope_deg": 4.5, "pelvic_incidence_deg": 4.5,
@@ -39,6 +39,8 @@ def test_schema_and_json(measured):
     assert set(m) == KEYS and m["schema"] == SCHEMA
     json.dumps(m, allow_nan=False)
     assert [v["name"] for v in m["vertebrae"]] == list(LEVELS)
+    # measured on the same label map as the truth: equal to the rounding
+    assert m["structure_volumes_cm3"] == study.truth["structure_volumes_cm3"]
     assert sorted(h["side"] for h in m["femoral_heads"]) == ["left", "right"]
     for h, t in zip(sorted(m["femoral_heads"], key=lambda h: h["side"]),
                     sorted(study.truth["femoral_heads"], key=lambda h: h["side"])):

@@ -20,7 +20,7 @@ def sr(written):
 
 def test_every_measured_parameter_is_a_num_in_degrees(written, sr):
     m = written.measurements
-    items = numeric_items(sr)
+    items = [i for i in numeric_items(sr) if i[0] != codes.VOLUME.value]
     assert all(unit == "deg" for _, _, unit, _ in items)
     by_code: dict[str, list] = {}
     for code, value, _, sites in items:
@@ -109,3 +109,11 @@ def test_end_and_apex_vertebrae_are_coded_evaluations(written, sr):
 def test_unusual_level_names_get_private_codes():
     assert codes.site_code("L6") == Code("WBSVL6", codes.PRIVATE_SCHEME, "L6 vertebra")
     assert codes.site_code("T12") == codes.VERTEBRA["T12"]
+
+
+def test_structure_volumes_are_nums_in_cm3(written, sr):
+    volumes = [(v, unit) for code, v, unit, _ in numeric_items(sr) if code == codes.VOLUME.value]
+    expected = written.measurements["structure_volumes_cm3"]
+    assert set(expected) == {"vertebral_bodies", "pelvis", "femoral_heads"}
+    assert sorted(v for v, _ in volumes) == pytest.approx(sorted(expected.values()), abs=1e-9)
+    assert {unit for _, unit in volumes} == {"cm3"}
