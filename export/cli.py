@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--triton", type=Path, help="also write a Triton model repository here")
     p.add_argument("--max-abs-logit-diff", type=float, default=1e-3)
     p.add_argument("--min-argmax-agreement", type=float, default=0.9999)
+    p.add_argument("--no-fp16", action="store_true", help="do not add the FP16 ONNX variant for GPUs")
     p.add_argument("--card-extra", type=Path, help="markdown appended to the model card")
     p.set_defaults(handler=run)
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     result = export_bundle(
         args.checkpoint, args.out, name=args.name, version=args.version, description=args.description,
         tensorrt=args.tensorrt, triton_dir=args.triton,
-        thresholds=ParityThresholds(args.max_abs_logit_diff, args.min_argmax_agreement),
+        thresholds=ParityThresholds(args.max_abs_logit_diff, args.min_argmax_agreement), fp16=not args.no_fp16,
         card_extra=args.card_extra.read_text() if args.card_extra else "",
     )
     print(json.dumps(result, indent=2))

@@ -8,8 +8,9 @@ from pathlib import Path
 from appliance.bundle import load_bundle
 from appliance.errors import ExportError
 from export.bundle_writer import build_manifest, finish_bundle, model_card
+from export.fp16 import convert_fp16
 from export.onnx_export import export_onnx, window_zyx
-from export.parity import ParityThresholds, check_parity, phantom_windows
+from export.parity import FP16_THRESHOLDS, ParityThresholds, check_parity, phantom_windows
 from export.tensorrt import EngineSpec, build_engine, unavailable_reason
 from export.triton import write_triton_repository
 
@@ -20,8 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "wbspine-resunet3d",
                   version: str = "0.1.0", description: str = "", tensorrt: str = "auto",
                   triton_dir: str | Path | None = None,
-                  thresholds: ParityThresholds = ParityThresholds(), card_extra: str = "") -> dict:
-    """Write a verified bundle; raise :class:`ExportError` when parity fails."""
+                  thresholds: ParityThresholds = ParityThresholds(), fp16: bool = True,
+                  fp16_thresholds: ParityThresholds = FP16_THRESHOLDS, card_extra: str = "") -> dict:
+    """Write a verified bundle; raise :class:`ExportError` when parity fails.
+
+    ``fp16`` adds ``model_fp16.onnx`` (role ``onnx_fp16``, used by ONNX Runtime CUDA),
+    which must pass its own, looser parity thresholds against the same PyTorch outputs.
+    """
     from training.checkpoint import model_from_checkpoint
 
     out = Path(out_dir)
@@ -31,10 +37,19 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
     model, ckpt = model_from_checkpoint(checkpoint)
     window = window_zyx(ckpt)
     onnx_path = export_onnx(model, out / "model.onnx", window)
-    parity = check_parity(model, onnx_path, phantom_windows(ckpt, window), thresholds)
+    windows = phantom_windows(ckpt, window)
+    parity = check_parity(model, onnx_path, windows, thresholds)
     if not parity.passed:
         raise ExportError(f"parity check failed: {parity.as_dict()}")
     files = [("model.onnx", "onnx")]
+    parity_fp16 = None
+    if fp16:
+        fp16_path = convert_fp16(onnx_path, out / "model_fp16.onnx")
+        parity_fp16 = check_parity(model, fp16_path, windows, fp16_thresholds)
+        if not parity_fp16.passed:
+            raise ExportError(f"FP16 parity check failed (export with fp16 off to skip the variant): "
+                              f"{parity_fp16.as_dict()}")
+        files.append((fp16_path.name, "onnx_fp16"))
     trt_note = ""
     if tensorrt != "off":
         reason = unavailable_reason()
@@ -45,7 +60,8 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
             files.append((plan.name, "tensorrt_plan"))
         else:
             trt_note = f"TensorRT engine: not built ({reason}).\n\n"
-    card = model_card(ckpt, name, version, parity.as_dict(), trt_note + card_extra)
+    card = model_card(ckpt, name, version, parity.as_dict(), trt_note + card_extra,
+                      parity_fp16=parity_fp16.as_dict() if parity_fp16 else None)
     (out / "MODEL_CARD.md").write_text(card)
     files.append(("MODEL_CARD.md", "model_card"))
     manifest = build_manifest(ckpt, out, name=name, version=version, description=description,
@@ -53,6 +69,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
     finish_bundle(out, manifest)
     load_bundle(out)  # what the appliance will do: verify schema and hashes
     result = {"bundle": str(out), "files": [f for f, _ in files], "parity": parity.as_dict(),
+              "parity_fp16": parity_fp16.as_dict() if parity_fp16 else None,
               "tensorrt": "built" if any(r == "tensorrt_plan" for _, r in files) else trt_note.strip()}
     if triton_dir is not None:
         result["triton_model"] = str(write_triton_repository(out, triton_dir))

@@ -20,6 +20,11 @@ class ParityThresholds:
     min_argmax_agreement: float = 0.9999
 
 
+#: FP16 weights/activations: logits of a trained model (|logit| up to ~20) keep ~3 decimal
+#: digits, so the bound is looser; the labels must still agree almost everywhere.
+FP16_THRESHOLDS = ParityThresholds(max_abs_logit_diff=0.25, min_argmax_agreement=0.999)
+
+
 @dataclass(frozen=True)
 class ParityReport:
     windows: int

@@ -23,7 +23,7 @@ class EngineConfig:
     kind: EngineKind = "auto"
     threads: int | None = None           # ORT CPU intra-op threads (default: usable CPUs)
     batch_size: int = 4                  # windows per call (also the TensorRT opt profile)
-    fp16: bool = True                    # TensorRT precision
+    fp16: bool = True                    # GPU precision: TensorRT FP16, and the bundle's FP16 ONNX on ORT CUDA
     device_id: int = 0
     cache_dir: Path | None = None        # TensorRT engine cache (default: <bundle>/.trt-cache)
     triton_url: str | None = None
@@ -64,7 +64,8 @@ def _build(kind: str, bundle, config: EngineConfig):
         return OrtEngine(bundle.onnx_path, threads=config.threads, io_binding=config.io_binding, **names)
     if kind == "cuda":
         from appliance.engines.onnxruntime import cuda_engine
-        return cuda_engine(bundle.onnx_path, config.device_id, io_binding=config.io_binding, **names)
+        onnx = (bundle.path("onnx_fp16") if config.fp16 else None) or bundle.onnx_path
+        return cuda_engine(onnx, config.device_id, io_binding=config.io_binding, **names)
     if kind in ("tensorrt", "ort-tensorrt"):
         from appliance.engines import tensorrt as trt
         profile = trt.profile_for(window, config.batch_size)

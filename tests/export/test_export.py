@@ -121,3 +121,26 @@ def test_export_refuses_a_non_empty_folder(checkpoint, tmp_path):
     (tmp_path / "x" / "f").write_text("")
     with pytest.raises(ExportError, match="not empty"):
         export_bundle(checkpoint, tmp_path / "x")
+
+
+def test_fp16_variant_has_its_own_parity_and_is_in_the_manifest(bundle):
+    import onnx
+
+    out, _, result = bundle
+    m = load_bundle(out).manifest
+    entry = m.file("onnx_fp16")
+    assert entry is not None and entry.path == "model_fp16.onnx"
+    p = result["parity_fp16"]
+    assert p["passed"] and p["windows"] == 4 and p["max_abs_logit_diff"] > 0  # really half precision
+    model = onnx.load(str(out / "model_fp16.onnx"))
+    # float32 in and out (same arrays as FP32), float16 weights inside, instance norm in float32
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
+    assert "FP16 variant" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_failed_fp16_parity_fails_the_export(checkpoint, tmp_path):
+    with pytest.raises(ExportError, match="FP16 parity"):
+        export_bundle(checkpoint, tmp_path / "b", tensorrt="off",
+                      fp16_thresholds=ParityThresholds(max_abs_logit_diff=0.0, min_argmax_agreement=1.01))
