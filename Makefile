@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 BASE   := $(VENV)/.installed-base
 FULL   := $(VENV)/.installed-test
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc
+SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc \
+                podman buildah newuidmap fuse-overlayfs slirp4netns runc mmdebstrap
 DEMO_OUT ?= demo-out
 
 .PHONY: demo test bench venv system-deps clean
@@ -26,13 +27,15 @@ $(FULL): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,train,bench]'
 	touch $@ $(BASE)
 
-# DCMTK, dicom3tools and Orthanc: real DICOM peers and validators for the tests.
+# DCMTK, dicom3tools and Orthanc: real DICOM peers and validators for the tests; podman,
+# buildah and mmdebstrap build and run the appliance container in tests/deploy.
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing DICOM tools (missing:$$missing)"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends dcmtk dicom3tools orthanc; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends dcmtk dicom3tools orthanc \
+	    podman buildah uidmap fuse-overlayfs slirp4netns runc mmdebstrap; \
 	fi
 
 test: $(FULL) system-deps

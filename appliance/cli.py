@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import functools
 
 from appliance import __version__
-from appliance import infer_cli
+from appliance import doctor, infer_cli
 from appliance.errors import WbspineError
 from appliance.measure import cli as measure_cli
 from appliance.outputs import cli as report_cli
@@ -38,6 +38,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     functools.partial(node_cli.register_serve, processor=PIPELINE_PROCESSOR),
     node_cli.register_status,
     node_cli.register_retry,
+    doctor.register,
 )
 
 
