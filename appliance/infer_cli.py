@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="windows per engine call (default 4)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8× slower)")
     p.add_argument("--no-crop", action="store_true", help="infer the whole volume (no bony-region crop)")
+    p.add_argument("--no-track", action="store_true",
+                   help="plan every slab over its whole bony region instead of following the spine found below it")
     p.add_argument("--labels-only", action="store_true",
                    help="write labels.nii.gz, measurements.json and timing.json only (no SEG, SR, key images, STL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle or DEFAULT_BUNDLE_DIR)
     config = InferenceConfig(overlap=args.overlap, batch_size=args.batch_size, tta_mirror=args.tta,
-                             crop=CropConfig(enabled=not args.no_crop))
+                             crop=CropConfig(enabled=not args.no_crop), track=not args.no_track)
     result = _with_progress(args, lambda progress: process_study(
         args.input, args.out, bundle, engine_kind=args.engine, threads=args.threads, config=config,
         outputs=not args.labels_only, progress=progress, triton_url=args.triton_url))

@@ -3,7 +3,8 @@
 ``load_input`` (DICOM folder or NIfTI file) → ``segment``:
 reorient to the bundle's canonical orientation → resample to its working spacing →
 crop to the bony region → normalise (``appliance.preprocess``, shared with training) →
-streamed sliding window through the engine → per-structure cleanup → label-aware
+streamed sliding window through the engine, each row planned around the vertebral bodies
+already found below it (``appliance.tracking``) → per-structure cleanup → label-aware
 resampling back onto the input grid. Everything returned is plain data
 (:class:`Segmentation`), so later stages (measurements, DICOM outputs) take it from here.
 """
@@ -24,6 +25,7 @@ from appliance.errors import BundleError, InferenceInputError, InputVolumeError
 from appliance.postprocess import PostprocessConfig, clean_labels, to_input_grid
 from appliance.preprocess import INTENSITY_OFFSET, normalize, reorient, resample
 from appliance.sliding_window import Predictor, SlidingWindow, mirrored
+from appliance.tracking import LabelTracker
 from appliance.volume import Volume, read_nifti
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class InferenceConfig:
     empty_below: float | None = 0.0
     tta_mirror: bool = False
     crop: CropConfig = field(default_factory=CropConfig)
+    #: plan each row around the vertebral bodies already found below it (:mod:`appliance.tracking`)
+    track: bool = True
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     label_gaussian: bool = True
     #: keep the network's raw argmax over the crop (working grid) in ``Segmentation.raw`` (benchmarks)
@@ -99,7 +103,14 @@ def segment(image: Volume, bundle: Bundle, predictor: Predictor, config: Inferen
     run = mirrored(predictor) if config.tta_mirror else predictor
     sw = SlidingWindow(window, overlap=config.overlap, batch_size=config.batch_size,
                        empty_below=config.empty_below, progress=progress)
-    labels_crop = sw.run(x, run, row_box=crop.row_box if config.crop.per_slab and crop.roi is not None else None)
+    region = crop.row_box if config.crop.per_slab and crop.roi is not None else None
+    tracker = None
+    if config.track:
+        tracker = LabelTracker(x.shape, spacing_zyx, region or (lambda z0, z1: (0, x.shape[1], 0, x.shape[2])))
+        sw.run(x, run, sink=tracker, row_box=tracker.row_box, adaptive=True, widen=tracker.widen)
+        labels_crop = tracker.labels
+    else:
+        labels_crop = sw.run(x, run, row_box=region)
     del x
     t2 = time.perf_counter()
     timing["inference_s"] = t2 - t1
@@ -116,6 +127,7 @@ def segment(image: Volume, bundle: Bundle, predictor: Predictor, config: Inferen
         "crop": {"start_zyx": list(crop.start), "stop_zyx": list(crop.stop), "source": crop.source,
                  "fraction": round(crop.fraction_of(work_shape), 4)},
         "windows": asdict(sw.stats),
+        "tracking": tracker.stats if tracker is not None else None,
         "window_zyx": list(window),
         "overlap": config.overlap,
         "tta_mirror": config.tta_mirror,

@@ -24,6 +24,13 @@ Region of interest (optional ``row_box``): each row of windows (same z start) ma
 planned over an in-plane box only (e.g. the bony region of that slab, from
 :mod:`appliance.crop`); voxels no window covers get zero logits (background). With the
 whole plane as the box the plan is MONAI's.
+
+Adaptive rows (``adaptive=True``): rows are planned one at a time, just before they run,
+after every slice below the row has been finalised and handed to the sink. ``row_box``
+can then follow what the network has already found (:mod:`appliance.tracking`). After a
+row has run, ``widen(z0, z1, covered, label_box)`` sees the in-plane region its windows
+cover and the box of the labels they found, and may return a wider box for the same row:
+its missing windows then run before any of the row's slices is finalised.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 Sink = Callable[[int, int, np.ndarray], None]
 #: ``row_box(z0, z1) -> (y0, y1, x0, x1) | None``: in-plane region of interest of a slab.
 RowBox = Callable[[int, int], "tuple[int, int, int, int] | None"]
+#: ``widen(z0, z1, covered, label_box) -> wider box | None`` (adaptive rows only).
+Widen = Callable[[int, int, "tuple[int, int, int, int]", "tuple[int, int, int, int] | None"],
+                 "tuple[int, int, int, int] | None"]
 
 MONAI_SIGMA_SCALE = 0.125
 MONAI_MIN_WEIGHT = 1e-3
@@ -74,6 +84,7 @@ class WindowStats:
     run: int = 0              # windows sent to the predictor
     skipped_empty: int = 0    # windows replaced by the cached empty output
     predictor_calls: int = 0  # batches (plus one for the empty-window output)
+    widened_rows: int = 0     # adaptive rows re-planned wider after they ran
     peak_buffer_bytes: int = 0
 
 
@@ -121,33 +132,46 @@ class SlidingWindow:
         if row_box is None:
             grid = np.stack(np.meshgrid(*starts, indexing="ij"), axis=-1).reshape(-1, 3)
             return padded, grid
-        before = [(p - s) // 2 for p, s in zip(padded, shape_zyx)]
-        rows = []
-        for z in starts[0]:
-            box = row_box(max(z - before[0], 0), max(min(z - before[0] + self.window[0], shape_zyx[0]), 1))
-            if box is None:
-                continue
-            axes = []
-            for a, (lo, hi) in ((1, box[0:2]), (2, box[2:4])):
-                lo, hi = lo + before[a], hi + before[a]
-                w, size = self.window[a], padded[a]
-                if hi - lo >= w:
-                    axes.append([lo + s for s in axis_starts(hi - lo, w, self.overlap)])
-                else:
-                    axes.append([int(min(max((lo + hi) // 2 - w // 2, 0), size - w))])
-            rows += [(z, y, x) for y in axes[0] for x in axes[1]]
-        return padded, np.asarray(rows, dtype=int).reshape(-1, 3)
+        rows = [self._plan_row(z, shape_zyx, padded, row_box) for z in starts[0]]
+        return padded, np.concatenate(rows).astype(int) if rows else np.zeros((0, 3), int)
+
+    def _row_slices(self, z: int, shape_zyx: Sequence[int], padded: Sequence[int]) -> tuple[int, int]:
+        """Image slices ``[z0, z1)`` covered by the row starting at padded slice ``z``."""
+        before = (padded[0] - shape_zyx[0]) // 2
+        return max(z - before, 0), max(min(z - before + self.window[0], shape_zyx[0]), 1)
+
+    def _plan_row(self, z: int, shape_zyx: Sequence[int], padded: Sequence[int], row_box: RowBox) -> np.ndarray:
+        """Window starts ``(n, 3)`` of one row, over ``row_box`` of its slab (none if dropped)."""
+        box = row_box(*self._row_slices(z, shape_zyx, padded))
+        if box is None:
+            return np.zeros((0, 3), int)
+        axes = []
+        for a, (lo, hi) in ((1, box[0:2]), (2, box[2:4])):
+            before = (padded[a] - shape_zyx[a]) // 2
+            lo, hi = min(max(int(lo), 0), shape_zyx[a]) + before, min(max(int(hi), 0), shape_zyx[a]) + before
+            w, size = self.window[a], padded[a]
+            if hi - lo >= w:
+                axes.append([lo + s for s in axis_starts(hi - lo, w, self.overlap)])
+            else:
+                axes.append([int(min(max((lo + hi) // 2 - w // 2, 0), size - w))])
+        return np.asarray([(z, y, x) for y in axes[0] for x in axes[1]], dtype=int).reshape(-1, 3)
 
     # -- running ------------------------------------------------------------------------
     def run(self, image: np.ndarray, predictor: Predictor, sink: Sink | None = None,
-            row_box: RowBox | None = None) -> np.ndarray | None:
+            row_box: RowBox | None = None, *, adaptive: bool = False,
+            widen: "Widen | None" = None) -> np.ndarray | None:
         """Blend ``predictor`` over ``image``; return the label map if no sink is given.
 
         Voxels no window covers (only possible with ``row_box``) get all-zero logits,
-        i.e. background after argmax.
+        i.e. background after argmax. ``adaptive`` plans each row just before it runs
+        (see the module docstring).
         """
         if image.ndim != 3 or image.size == 0:
             raise InferenceInputError(f"sliding window needs a non-empty 3D array, got {image.shape}")
+        if adaptive:
+            if row_box is None:
+                raise ValueError("adaptive rows need a row_box")
+            return self._run_adaptive(image, predictor, sink, row_box, widen)
         label_sink = LabelSink(image.shape) if sink is None else None
         padded_shape, starts = self.plan(image.shape, row_box)
         pad_before = tuple((p - s) // 2 for p, s in zip(padded_shape, image.shape))
@@ -183,6 +207,90 @@ class SlidingWindow:
             acc.flush(int(starts[end, 0]) if end < len(starts) else padded_shape[0])
         stats.peak_buffer_bytes = acc.nbytes
         return label_sink.labels if label_sink is not None else None
+
+    def _run_adaptive(self, image: np.ndarray, predictor: Predictor, sink: Sink | None, row_box: RowBox,
+                      widen: "Widen | None") -> np.ndarray | None:
+        """Row by row: plan, run (in batches), maybe widen, accumulate, then finalise the
+        slices below the next row."""
+        label_sink = LabelSink(image.shape) if sink is None else None
+        padded_shape = tuple(max(int(s), w) for s, w in zip(image.shape, self.window))
+        pad_before = tuple((p - s) // 2 for p, s in zip(padded_shape, image.shape))
+        z_starts = axis_starts(padded_shape[0], self.window[0], self.overlap)
+        stats = self.stats = WindowStats()
+        windows = _Windows(image, self.window, padded_shape, pad_before)
+        acc = _Accumulator(self.importance, self.window, padded_shape, pad_before, image.shape, self.window[0],
+                           label_sink if sink is None else sink)
+        self._empty_out = None
+        for k, z in enumerate(z_starts):
+            slab = self._row_slices(z, image.shape, padded_shape)
+            starts = self._plan_row(z, image.shape, padded_shape, row_box)
+            found = self._run_row(predictor, windows, starts, acc)
+            if widen is not None and len(starts):
+                more = widen(*slab, self._covered(starts, pad_before, image.shape), self._label_box(found, pad_before))
+                if more is not None:
+                    wider = self._plan_row(z, image.shape, padded_shape, lambda z0, z1: more)
+                    done = {tuple(s) for s in starts.tolist()}
+                    extra = np.asarray([s for s in wider.tolist() if tuple(s) not in done], int).reshape(-1, 3)
+                    self._run_row(predictor, windows, extra, acc)
+                    stats.widened_rows += 1
+            until = z_starts[k + 1] if k + 1 < len(z_starts) else padded_shape[0]
+            if acc.acc is None:  # nothing accumulated yet: these slices are background
+                acc.emit_zeros(acc.base, until, self._channels(predictor))
+                acc.base = until
+            else:
+                acc.flush(until)
+            if self.progress is not None:
+                self.progress(k + 1, len(z_starts))
+        stats.peak_buffer_bytes = acc.nbytes
+        return label_sink.labels if label_sink is not None else None
+
+    def _channels(self, predictor: Predictor) -> int:
+        return self._empty_output(predictor).shape[0]
+
+    def _empty_output(self, predictor: Predictor) -> np.ndarray:
+        if self._empty_out is None:  # the all-zero window, run once and reused
+            self._empty_out = np.asarray(predictor(np.zeros((1, 1, *self.window), np.float32)), np.float32)[0]
+            self.stats.predictor_calls += 1
+        return self._empty_out
+
+    def _run_row(self, predictor: Predictor, windows: "_Windows", starts: np.ndarray,
+                 acc: "_Accumulator") -> list[tuple[np.ndarray, np.ndarray]]:
+        """Run and accumulate ``starts``; return (start, argmax) of the windows that found labels."""
+        self.stats.windows += len(starts)
+        empty = np.array([self.empty_below is not None and float(windows.get(s).max()) <= self.empty_below
+                          for s in starts], dtype=bool)
+        found = []
+        runnable = np.flatnonzero(~empty)
+        for i in range(0, len(runnable), self.batch_size):
+            for j, logits in self._predict(predictor, windows, starts, runnable[i:i + self.batch_size]).items():
+                acc.add(starts[j], logits)
+                labels = np.argmax(logits, axis=0)
+                if labels.any():
+                    found.append((starts[j], labels))
+        for j in np.flatnonzero(empty):
+            acc.add(starts[j], self._empty_output(predictor))
+            self.stats.skipped_empty += 1
+        return found
+
+    def _covered(self, starts: np.ndarray, pad_before, shape) -> tuple[int, int, int, int]:
+        """In-plane region ``(y0, y1, x0, x1)`` (image coordinates) the windows cover."""
+        y0 = max(int(starts[:, 1].min()) - pad_before[1], 0)
+        y1 = min(int(starts[:, 1].max()) + self.window[1] - pad_before[1], shape[1])
+        x0 = max(int(starts[:, 2].min()) - pad_before[2], 0)
+        x1 = min(int(starts[:, 2].max()) + self.window[2] - pad_before[2], shape[2])
+        return (y0, y1, x0, x1)
+
+    @staticmethod
+    def _label_box(found, pad_before) -> tuple[int, int, int, int] | None:
+        """In-plane box (image coordinates) of every non-background argmax voxel found."""
+        box = None
+        for start, labels in found:
+            hit = labels.any(axis=0)
+            ys, xs = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
+            b = (int(start[1] + ys[0]) - pad_before[1], int(start[1] + ys[-1]) + 1 - pad_before[1],
+                 int(start[2] + xs[0]) - pad_before[2], int(start[2] + xs[-1]) + 1 - pad_before[2])
+            box = b if box is None else (min(box[0], b[0]), max(box[1], b[1]), min(box[2], b[2]), max(box[3], b[3]))
+        return box
 
     def _steps(self, runnable: np.ndarray, n: int) -> list[tuple[np.ndarray | None, int]]:
         """Each step runs one batch, then accumulates every window up to its last one."""

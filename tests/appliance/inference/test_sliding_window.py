@@ -186,3 +186,44 @@ def test_gaps_between_rows_after_skipped_empty_windows():
     assert sw.stats.skipped_empty > 0
     assert (labels[:16] == 1).all() and (labels[104:] == 1).all()
     assert (labels[40:80] == 0).all() and (out[:, 40:80] == 0).all()
+
+
+@pytest.mark.parametrize("overlap", [0.5, 0.25, 0.0])
+def test_adaptive_rows_equal_the_static_plan_for_the_same_boxes(overlap):
+    """Planned lazily or up front, the same row boxes give the same windows and logits."""
+    rng = np.random.default_rng(8)
+    img = rng.random((90, 50, 45), dtype=np.float32)
+    img[:10] = 0.0                        # an all-air slab: skipped windows in both modes
+
+    def row_box(z0, z1):
+        if 20 <= z0 < 40:
+            return None
+        return (5, 30, 10, 44) if z0 < 60 else (0, 50, 0, 45)
+
+    def predictor(x):
+        return np.concatenate([np.sin(3 * x), np.cos(x) - x], axis=1)
+
+    static = SlidingWindow((16, 24, 16), overlap=overlap, batch_size=3, empty_below=0.0)
+    ref = collect(static, img, predictor, 2, row_box=row_box)
+    adaptive = SlidingWindow((16, 24, 16), overlap=overlap, batch_size=3, empty_below=0.0)
+    out = np.full((2, *img.shape), np.nan, np.float32)
+    rows = []
+
+    def sink(z0, z1, logits):
+        assert np.isnan(out[:, z0:z1]).all(), "a slab was emitted twice"
+        out[:, z0:z1] = logits
+
+    def lazy_box(z0, z1):                 # every slice below the row is already final
+        assert not np.isnan(out[:, :max(0, z0 - 1)]).any()
+        return row_box(z0, z1)
+
+    def widen(z0, z1, covered, label_box):
+        rows.append((z0, z1, covered))
+        return None
+
+    adaptive.run(img, predictor, sink, row_box=lazy_box, adaptive=True, widen=widen)
+    assert not np.isnan(out).any()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+    assert (adaptive.stats.windows, adaptive.stats.run, adaptive.stats.skipped_empty) == \
+        (static.stats.windows, static.stats.run, static.stats.skipped_empty)
+    assert all(r[2][0] <= 5 and r[2][1] >= 30 for r in rows if r[0] < 20)   # regions cover the boxes
