@@ -8,12 +8,15 @@ Association policy (PS3.8 7.1.1.9): unknown calling AE (or AE from another host)
 rejected-permanent, service-user, "calling AE title not recognised"; wrong called AE →
 "called AE title not recognised"; over ``max_associations`` → rejected-transient,
 service-provider (presentation), "local limit exceeded" (pynetdicom).
-Memory is bounded per association by :class:`PduGuard` (PDU length and data set size).
+Memory is bounded per association by :class:`PduGuard` (PDU length and data set size);
+threads are bounded by :class:`GuardedServer` (timeouts on every accepted socket, TLS
+handshakes off the accept thread).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import ssl
 import threading
@@ -23,6 +26,7 @@ from pathlib import Path
 from pynetdicom import AE, evt
 from pynetdicom.dsutils import encode_file_meta
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeConfig, TlsConfig
 from dicom_node.errors import DicomStatusError, OutOfResources
@@ -86,6 +90,35 @@ class PduGuard:
                 if control & 0x02:
                     self._dataset_bytes = 0
             offset += 4 + length
+
+
+class GuardedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, hardened against peers that stall.
+
+    pynetdicom accepts sockets without a timeout, so a peer that stops in the middle of a
+    PDU holds its thread and association slot forever, and it runs the TLS handshake on
+    the accept thread, so one silent client on a TLS port blocks every new association.
+    Here every accepted socket reads with ``network_timeout``, and the handshake runs on
+    the connection's own thread, bounded by ``acse_timeout``; a failed handshake is logged.
+    """
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = self.socket.accept()  # type: ignore[union-attr]
+        client.settimeout(self.ae.network_timeout)
+        return client, address
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        if self.ssl_context is not None:
+            try:
+                request.settimeout(self.ae.acse_timeout)
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+                request.settimeout(self.ae.network_timeout)
+            except OSError as exc:  # ssl.SSLError and timeouts are OSErrors
+                log.warning("TLS handshake refused", extra={
+                    "peer": client_address[0], "reason": f"{type(exc).__name__}: {exc}"[:300]})
+                request.close()
+                return
+        super().process_request_thread(request, client_address)
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
@@ -176,7 +209,8 @@ class StorageSCP:
         req = event.request
         raw = req.DataSet.getvalue()
         ts = event.context.transfer_syntax
-        info = inspect(raw, ts, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID))
+        info = inspect(raw, ts, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID),
+                       self.cfg.max_instance_mb * 2**20)
         key = _assoc_key(event)
         calling = event.assoc.requestor.ae_title.strip()
         host = event.assoc.requestor.address
@@ -227,8 +261,11 @@ class StorageSCP:
             (evt.EVT_CONN_CLOSE, self._on_closed), (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store)]
         ssl_ctx = tls_context(self.cfg.tls) if self.cfg.tls else None
-        self._server = self.ae.start_server((self.cfg.bind_address, self.cfg.port), block=False,
-                                            evt_handlers=handlers, ssl_context=ssl_ctx)
+        # AE.start_server(block=False) with our server class (it hard-codes pynetdicom's own).
+        self._server = self.ae.make_server((self.cfg.bind_address, self.cfg.port), evt_handlers=handlers,
+                                           ssl_context=ssl_ctx, server_class=GuardedServer)
+        self.ae._servers.append(self._server)  # AssociationServer.shutdown() removes it from there
+        threading.Thread(target=self._server.serve_forever, name="dicom-acceptor", daemon=True).start()
         port = self._server.server_address[1]
         log.info("listening", extra={"ae_title": self.cfg.ae_title, "port": port, "tls": bool(ssl_ctx)})
         return port
