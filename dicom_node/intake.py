@@ -27,6 +27,8 @@ from dicom_node.policy import UNCOMPRESSED_SYNTAXES, is_valid_uid
 MAX_SEQUENCE_DEPTH = 16
 #: Most elements walked in one data set (caps the work an attacker can cause).
 MAX_ELEMENTS = 200_000
+#: Largest inflated size of a deflated data set, whatever the instance size limit says.
+MAX_INFLATED_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,24 @@ class Inspected:
     number_of_frames: int | None
 
 
-def _decode(raw: bytes, transfer_syntax: UID) -> Dataset:
-    if transfer_syntax.is_deflated:
-        import zlib
+def _inflate(raw: bytes, max_bytes: int) -> bytes:
+    """Deflated Explicit VR LE (PS3.5 A.5) → bytes, refusing a stream that inflates past ``max_bytes``
+    (a few KiB of zeros can claim gigabytes: never allocate more than the size limit)."""
+    import zlib
 
-        try:
-            raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, 512 * 2**20)
-        except zlib.error as exc:
-            raise CannotUnderstand(f"deflate stream invalid: {exc}") from None
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, max_bytes)
+    except zlib.error as exc:
+        raise CannotUnderstand(f"deflate stream invalid: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise CannotUnderstand(f"deflated data set inflates beyond {max_bytes} bytes")
+    return out
+
+
+def _decode(raw: bytes, transfer_syntax: UID, max_bytes: int) -> Dataset:
+    if transfer_syntax.is_deflated:
+        raw = _inflate(raw, max_bytes)
     ds = read_dataset(BytesIO(raw), transfer_syntax.is_implicit_VR, transfer_syntax.is_little_endian)
     return ds
 
@@ -120,13 +132,17 @@ def _check_pixel_length(ds: Dataset, transfer_syntax: UID) -> None:
         raise CannotUnderstand("pixel data shorter than Rows x Columns x frames announce")
 
 
-def inspect(raw: bytes, transfer_syntax: str, affected_class: str, affected_instance: str) -> Inspected:
-    """Parse and check one C-STORE data set; raise DicomStatusError with the status to answer."""
+def inspect(raw: bytes, transfer_syntax: str, affected_class: str, affected_instance: str,
+            max_bytes: int = MAX_INFLATED_BYTES) -> Inspected:
+    """Parse and check one C-STORE data set; raise DicomStatusError with the status to answer.
+
+    ``max_bytes`` caps what a deflated data set may inflate to (the node's instance size limit).
+    """
     ts = UID(transfer_syntax)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = _decode(raw, ts)
+            ds = _decode(raw, ts, min(max_bytes, MAX_INFLATED_BYTES))
             _walk(ds, 0, [MAX_ELEMENTS])
             sop_class, sop_uid = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
             study_uid, series_uid = ds.get("StudyInstanceUID"), ds.get("SeriesInstanceUID")
