@@ -9,7 +9,7 @@ SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc \
                 podman buildah newuidmap fuse-overlayfs slirp4netns runc mmdebstrap
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test bench venv system-deps clean
+.PHONY: demo test bench venv system-deps offline clean
 
 venv: $(BASE)
 
@@ -46,6 +46,11 @@ demo: $(BASE)
 
 bench: $(FULL)
 	$(BIN)/python tests/benchmarks/bench_phantom.py
+
+# Air-gapped sites: image archive + wheelhouse + bundle + deploy files in build/offline
+# (deploy/README.md, "Offline install"). Needs podman (or ENGINE=docker) and the base image.
+offline: | $(BIN)/python
+	PYTHON=$(BIN)/python deploy/offline.sh build/offline
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache build *.egg-info
