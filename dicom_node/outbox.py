@@ -5,9 +5,11 @@ restarts. Per destination, rows go out strictly in id order: a failing head row 
 the rows behind it and is retried with exponential backoff (``initial · 2^(n-1)``, capped).
 A row is marked sent only after the destination answered a storing status; a crash
 between the two resends that one instance — the same SOP Instance UID, harmless at PACS.
-Connection failures are retried forever (a PACS down for hours loses nothing); a result
-file that cannot be read, or one the PACS refused ``MAX_REFUSALS`` times, is marked
-``failed`` (file kept, job failed with the reason) so it cannot block the results behind it.
+Connection failures and "Refused: Out of Resources" (0xA7xx, PS3.4 B.2.3: a full PACS is
+transient) are retried forever (a PACS down or full for hours loses nothing); a result
+file that cannot be read, or one the PACS refused with another failure status
+``MAX_REFUSALS`` times, is marked ``failed`` (file kept, job failed with the reason) so it
+cannot block the results behind it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ SendFn = Callable[[str, str, int, list[FileInfo]], list]
 BATCH = 64
 #: A destination answering a failure status this many times for one object: give up on it.
 MAX_REFUSALS = 10
+
+
+def is_transient(status: int) -> bool:
+    """Refused: Out of Resources (0xA700-0xA7FF): the PACS may take it later."""
+    return 0xA700 <= status <= 0xA7FF
 
 
 def enqueue(db: sqlite3.Connection, job_id: int, files: Sequence[FileInfo],
@@ -135,7 +142,7 @@ class OutboxSender:
         error = f"status 0x{result:04X}" if isinstance(result, int) else str(result)
         attempts = row["attempts"] + 1
         self.metrics.inc("wbspine_send_failures_total", destination=row["destination"])
-        if isinstance(result, int) and attempts >= MAX_REFUSALS:
+        if isinstance(result, int) and not is_transient(result) and attempts >= MAX_REFUSALS:
             self._give_up(row, f"refused {attempts} times ({error})")
             return
         delay = min(self.backoff_initial_s * 2 ** (attempts - 1), self.backoff_max_s)

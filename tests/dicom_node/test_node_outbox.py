@@ -28,11 +28,11 @@ def test_order_backoff_unreadable_and_refused(tmp_path: Path, short_series: Path
     index = Index(tmp_path / "index.sqlite")
     job = make_job(index, files)
     calls: list[list[str]] = []
-    script: list = ["connection failed", [0x0000, 0xA700]]
+    script: list = ["connection failed", [0x0000, 0xC000]]
 
     def fake_send(ae, host, port, infos):
         calls.append([i.path.name for i in infos])
-        step = script.pop(0) if script else [0xA700]
+        step = script.pop(0) if script else [0xC000]  # a permanent refusal
         return [step] if isinstance(step, str) else step
 
     sender = OutboxSender(index, Metrics(), "WBSPINE", backoff_initial_s=0.01, backoff_max_s=0.02, send=fake_send)

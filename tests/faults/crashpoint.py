@@ -1,0 +1,54 @@
+"""Processor factory for crash tests: the test processor plus a planted SIGKILL.
+
+Loaded inside a node subprocess (``--processor tests.faults.crashpoint:make_processor``).
+``<control>/crash`` holds ``POINT N``:
+
+- ``before-success N``: SIGKILL right after the N-th instance's index commit, before its
+  C-STORE response is sent (durable but not acknowledged);
+- ``after-success N``: SIGKILL when the (N+1)-th C-STORE arrives, i.e. just after the N-th
+  Success reached the peer (storescu sends the next instance only after the response).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from dicom_node.index import Index
+from dicom_node.scp import StorageSCP
+from tests.dicom_node.node_processor import make_processor as test_processor
+
+
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def make_processor(control_dir: Path | None):
+    crash = Path(control_dir) / "crash" if control_dir else None
+    if crash is not None and crash.exists():
+        point, n = crash.read_text().split()
+        count = [0]
+        if point == "before-success":
+            commit = Index.add_instance
+
+            def add_instance(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                commit(self, *args, **kwargs)
+                count[0] += 1
+                if count[0] == int(n):
+                    _kill()
+
+            Index.add_instance = add_instance  # type: ignore[method-assign]
+        elif point == "after-success":
+            store = StorageSCP._on_store
+
+            def on_store(self, event):  # type: ignore[no-untyped-def]
+                count[0] += 1
+                if count[0] == int(n) + 1:
+                    _kill()
+                return store(self, event)
+
+            StorageSCP._on_store = on_store  # type: ignore[method-assign]
+        else:
+            raise ValueError(f"unknown crash point {point!r}")
+    return test_processor(control_dir)
