@@ -125,7 +125,8 @@ def report(per_case: dict, train_cases=(), title: str = "Held-out evaluation") -
                      f"{p['volume_similarity']} | {p['recall']} |")
     lines += ["", "## Per case", "", "| Case | Structure | Dice | VS | Recall |", "|---|---|---|---|---|"]
     for cid, c in per_case.items():
-        tag = " (pseudo-labels)" if c.get("pseudo_labels") else ""
+        tag = (" (pseudo-labels)" if c.get("pseudo_labels") else "") + \
+            (" (seen in training)" if c.get("seen_in_training") else "")
         for name, m in c["metrics"].items():
             lines.append(f"| {cid}{tag} | {name} | {fmt(m['dice'])} | {fmt(m['volume_similarity'])} | "
                          f"{fmt(m['recall'])} |")

@@ -2,10 +2,11 @@
 
 Run by hand (heavy; needs the ``train`` extra and ``monai``)::
 
-    PYTHONPATH=. python tests/benchmarks/bench_inference.py [--size full] [--slices N] [--skip-monai]
+    PYTHONPATH=. python tests/benchmarks/bench_inference.py [--checkpoint PT] [--size full] [--slices N] [--skip-monai]
 
-Prints one JSON object. Same weights on both sides: ``training.model.ResUNet3d`` with
-random weights (seed 0), exported to ONNX for ours. Both are timed from the loaded volume
+Prints one JSON object. Same weights on both sides: a training checkpoint
+(``--checkpoint``, e.g. ``runs/default-model/best.pt``: window, spacing and t from it),
+else ``training.model.ResUNet3d`` with random weights (seed 0); exported to ONNX for ours. Both are timed from the loaded volume
 to the label map on the input grid:
 
 * ours: ``appliance.inference.segment`` (crop, streamed sliding window on ONNX Runtime
@@ -47,6 +48,21 @@ WINDOW = (16, 160, 160)      # training.config: 16 slices [paper], patch_xy 160 
 SPACING = (1.5, 1.5, 1.5)    # training.config working spacing
 T = 2000.0                   # training.config inference_t
 NUM_CLASSES = 4
+WEIGHTS = "random, torch.manual_seed(0)"
+
+
+def use_checkpoint(path: Path):
+    """The checkpoint's model (eval) and its window, spacing and t for both sides."""
+    global WINDOW, SPACING, T, WEIGHTS
+    from export.onnx_export import window_zyx
+    from training.checkpoint import model_from_checkpoint
+
+    model, ckpt = model_from_checkpoint(path)
+    WINDOW = tuple(window_zyx(ckpt))
+    SPACING = tuple(float(s) for s in ckpt["working_spacing_mm"])
+    T = float(ckpt["normalization"]["t"])
+    WEIGHTS = f"checkpoint {path.name}, config {ckpt.get('config_hash')}"
+    return model.eval()
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -85,13 +101,14 @@ def window_flops(model, window) -> float:
 def make_bundle(root: Path, model) -> Path:
     import torch
 
+    global_config = {"window": WINDOW, "spacing": SPACING, "t": T}
     from appliance.bundle import Manifest, config_hash, file_entry, write_manifest
 
     root.mkdir(parents=True, exist_ok=True)
     x = torch.zeros(1, 1, *WINDOW)
     torch.onnx.export(model, (x,), str(root / "model.onnx"), input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False)
-    config = {"benchmark": True, "weights": "random, torch.manual_seed(0)"}
+    config = {"benchmark": True, "weights": WEIGHTS, **global_config}
     manifest = Manifest.model_validate({
         "schema_version": "wbspine.bundle/1",
         "model": {"name": "bench-random-resunet", "version": "0"},
@@ -134,7 +151,7 @@ def vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
 
 
-def child_ours(work: Path, threads: int | None, parity: bool) -> None:
+def child_ours(work: Path, threads: int | None, parity: bool, track: bool = True) -> None:
     """Our pipeline, alone in this process (no torch imported)."""
     from appliance.bundle import load_bundle
     from appliance.engines.onnxruntime import OrtEngine
@@ -152,7 +169,7 @@ def child_ours(work: Path, threads: int | None, parity: bool) -> None:
         return y
 
     t0 = time.perf_counter()
-    result = segment(image, bundle, timed, InferenceConfig(batch_size=4, keep_raw=True))
+    result = segment(image, bundle, timed, InferenceConfig(batch_size=4, keep_raw=True, track=track))
     ours_s = time.perf_counter() - t0
     peak_mb = vm_hwm_mb()
     np.save(work / "ours_labels.npy", result.labels.array)
@@ -206,10 +223,12 @@ def main(argv=None) -> int:
     p.add_argument("--skip-monai", action="store_true")
     p.add_argument("--parity", action="store_true",
                    help="also run ours without crop/skipping/cleanup and compare its raw argmax with MONAI's")
+    p.add_argument("--checkpoint", type=Path, help="trained weights for both sides (default: random)")
+    p.add_argument("--no-track", action="store_true", help="ours without following the spine (appliance.tracking)")
     p.add_argument("--child-ours", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child_ours:
-        child_ours(args.child_ours, args.threads, args.parity)
+        child_ours(args.child_ours, args.threads, args.parity, not args.no_track)
         return 0
 
     import torch
@@ -232,17 +251,21 @@ def main(argv=None) -> int:
         extra = np.full((args.pad_to - image.shape_zyx[0], *image.shape_zyx[1:]), -1024, image.array.dtype)
         image = Volume(np.concatenate([image.array, extra]), image.spacing_mm, image.origin_mm, image.direction)
     del study
-    torch.manual_seed(0)
-    model = ResUNet3d(NUM_CLASSES).eval()
+    if args.checkpoint:
+        model = use_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = ResUNet3d(NUM_CLASSES).eval()
     out: dict = {"card": "CPU", "cpus": len(os.sched_getaffinity(0)), "loadavg_before": os.getloadavg()[0],
                  "input_shape_zyx": list(image.shape_zyx), "voxels": int(np.prod(image.shape_zyx)),
-                 "window_zyx": list(WINDOW), "working_spacing_mm": list(SPACING)}
+                 "window_zyx": list(WINDOW), "working_spacing_mm": list(SPACING)}  # after --checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         save_volume(image, work)
         make_bundle(work / "bundle", model)
         cmd = [sys.executable, __file__, "--child-ours", str(work)] + \
-              (["--threads", str(args.threads)] if args.threads else []) + (["--parity"] if args.parity else [])
+              (["--threads", str(args.threads)] if args.threads else []) + (["--parity"] if args.parity else []) + \
+              (["--no-track"] if args.no_track else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
         if proc.returncode:
             print(proc.stderr, file=sys.stderr)
@@ -259,6 +282,7 @@ def main(argv=None) -> int:
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "windows": w["windows"], "windows_run": w["run"], "windows_skipped_empty": w["skipped_empty"],
         "crop": ours["info"]["crop"], "working_shape_zyx": ours["info"]["working_shape_zyx"],
+        "tracking": ours["info"].get("tracking"), "weights": WEIGHTS,
         "gflop_per_window": round(flops / 1e9, 2),
         "engine_s": round(ours["engine_s"], 2),
         "achieved_gflops": round(flops * w["run"] / ours["engine_s"] / 1e9, 2),
