@@ -9,7 +9,7 @@ SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc \
                 podman buildah newuidmap fuse-overlayfs slirp4netns runc mmdebstrap
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test bench venv system-deps offline clean
+.PHONY: demo test bench venv system-deps offline default-model clean
 
 venv: $(BASE)
 
@@ -43,6 +43,21 @@ test: $(FULL) system-deps
 
 demo: $(BASE)
 	$(BIN)/wbspine phantom --out $(DEMO_OUT)/phantom-seed1 --seed 1 --size full
+
+# Retrain the shipped default model from scratch (CPU, about 1.5 h on 2 cores; see
+# appliance/models/default/MODEL_CARD.md). The dataset is kept between runs.
+DEFAULT_DATASET := datasets/default-model
+default-model: $(FULL)
+	@[ -f $(DEFAULT_DATASET)/dataset.json ] || { \
+	  $(BIN)/wbspine dataset from-phantoms --out $(DEFAULT_DATASET) --n 30 --seed 100 --size full --val 0.1 --test 0.1 && \
+	  $(BIN)/wbspine dataset import-totalseg --out $(DEFAULT_DATASET) --split train; }
+	$(BIN)/wbspine train --config training/configs/default_model.toml
+	rm -rf appliance/models/default
+	$(BIN)/wbspine export runs/default-model/best.pt --out appliance/models/default --name wbspine-default \
+	  --version 1.0.0 --description "Default model: synthetic phantoms + one pseudo-labelled CT; not for clinical use" \
+	  --card-extra training/configs/default_model_card.md
+	$(BIN)/python -m export.validate appliance/models/default --dataset $(DEFAULT_DATASET) \
+	  --case totalseg-example-ct --record
 
 bench: $(FULL)
 	$(BIN)/python tests/benchmarks/bench_phantom.py
