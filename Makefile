@@ -9,7 +9,7 @@ SYSTEM_TOOLS := storescu echoscu storescp dciodvfy Orthanc \
                 podman buildah newuidmap fuse-overlayfs slirp4netns runc mmdebstrap
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test bench venv system-deps offline default-model clean
+.PHONY: demo test bench faults-table venv system-deps offline default-model clean
 
 venv: $(BASE)
 
@@ -61,6 +61,10 @@ default-model: $(FULL)
 
 bench: $(FULL)
 	$(BIN)/python tests/benchmarks/bench_phantom.py
+
+# The fault suite (issue #9) with its catalogue table: case | fault | expected | result.
+faults-table: $(FULL) system-deps
+	$(BIN)/python tests/faults/table.py
 
 # Air-gapped sites: image archive + wheelhouse + bundle + deploy files in build/offline
 # (deploy/README.md, "Offline install"). Needs podman (or ENGINE=docker) and the base image.

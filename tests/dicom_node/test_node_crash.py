@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import signal
@@ -61,6 +63,7 @@ def acknowledged(storescu_log: str) -> list[Path]:
     return acked
 
 
+@pytest.mark.fault(12)  # issue #9 catalogue (tests/faults/table.py)
 def test_sigkill_while_receiving_processing_and_sending(series_dir: Path, tmp_path: Path) -> None:
     pacs = Orthanc(tmp_path / "pacs", {})  # the PACS is down until step 3
     control = tmp_path / "control"

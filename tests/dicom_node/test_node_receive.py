@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ def echoscu(port: int, calling: str, called: str = "WBSPINE") -> subprocess.Comp
                           env=NODELAY_ENV, capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.fault(9)  # issue #9 catalogue (tests/faults/table.py)
 def test_echo_allowed_and_unknown_calling_ae_rejected(start_node) -> None:
     node = start_node(node={"allowed_calling": ["SCANNER", "OTHER@10.9.9.9"]})
     assert echoscu(node.port, "SCANNER").returncode == 0
@@ -52,6 +55,7 @@ def test_storescu_series_is_durable_indexed_and_completed_fast(start_node, serie
     assert not any((node.spool.root / "tmp").iterdir())
 
 
+@pytest.mark.fault(13)  # issue #9 catalogue (tests/faults/table.py)
 def test_resend_identical_is_one_copy_and_reopens_nothing_twice(start_node, short_series: Path) -> None:
     node = start_node()
     storescu(node.port, short_series)
