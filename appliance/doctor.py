@@ -28,10 +28,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from dicom_node.config import Config, Destination, load_config
 from dicom_node.errors import WbspineError
+
+if TYPE_CHECKING:  # the CLI imports this module for --help: keep pydantic out until a check runs
+    from dicom_node.config import Config, Destination
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -396,6 +398,8 @@ def check_port(name: str, bind: str, port: int, *, dicom: bool, timeout_s: float
 
 def check_config(path: Path | None) -> tuple[CheckResult, Config | None]:
     """Load and validate the configuration (file + WBSPINE_* environment); check what it names exists."""
+    from dicom_node.config import load_config
+
     where = str(path) if path is not None else "defaults + environment (no file)"
     try:
         cfg = load_config(path)

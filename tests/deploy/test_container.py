@@ -11,6 +11,7 @@ WBSPINE_SKIP_CONTAINER=1 to skip (never in CI); without usable podman the test f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -36,7 +37,7 @@ ENCAPSULATED_STL = "1.2.840.10008.5.1.4.1.1.104.3"
 #: podman storage kept between runs on one machine (the base image is reused); build/ is ignored by git.
 STATE = REPO / "build" / "container-test"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _podman_env() -> dict[str, str]:
@@ -47,8 +48,9 @@ def _podman_env() -> dict[str, str]:
     (STATE / "containers.conf").write_text(
         '[engine]\nruntime = "runc"\n'
         f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n')
+    runroot = f"/run/wbspine-container-test-{hashlib.sha256(str(STATE).encode()).hexdigest()[:8]}"
     (STATE / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{STATE / "storage"}"\nrunroot = "/run/wbspine-container-test"\n')
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{STATE / "storage"}"\nrunroot = "{runroot}"\n')
     return {**os.environ, "CONTAINERS_CONF": str(STATE / "containers.conf"),
             "CONTAINERS_STORAGE_CONF": str(STATE / "storage.conf")}
 
@@ -170,6 +172,8 @@ def test_offline_image_receives_a_study_and_returns_results(tmp_path: Path, pacs
     podman(env, "rmi", "--force", TAG)
     podman(env, "load", "--quiet", "-i", str(archive), timeout=300)
     timings["podman load"] = time.perf_counter() - t
+    archive_mb = archive.stat().st_size / 1e6
+    shutil.rmtree(out)  # about 1.2 GB; pytest keeps the last runs' tmp folders
     size_mb = int(podman(env, "image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip()) / 1e6
     user = podman(env, "image", "inspect", "--format", "{{.Config.User}}", TAG).stdout.strip()
     assert user == f"{UID}:{UID}"
@@ -227,11 +231,12 @@ def test_offline_image_receives_a_study_and_returns_results(tmp_path: Path, pacs
         raise
     finally:
         podman(env, "rm", "--force", "--ignore", NAME, check=False)
+        podman(env, "rmi", "--force", TAG, check=False)  # the base image stays for the next run
 
     status = subprocess.run([str(Path(sys.executable).with_name("wbspine")), "status", "--spool", str(site["spool"] / "spool")],
                             capture_output=True, text=True)
     assert status.returncode == 0 and " done " in status.stdout, status.stdout + status.stderr
-    print(f"\nimage {TAG}: {size_mb:.0f} MB, archive {archive.stat().st_size / 1e6:.0f} MB")
+    print(f"\nimage {TAG}: {size_mb:.0f} MB, archive {archive_mb:.0f} MB")
     for what, seconds in timings.items():
         print(f"  {what:<42} {seconds:7.1f} s")
 
