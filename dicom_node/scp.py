@@ -7,7 +7,9 @@ parsed; 0xC211 any unexpected error (the association stays up).
 Association policy (PS3.8 7.1.1.9): unknown calling AE (or AE from another host) →
 rejected-permanent, service-user, "calling AE title not recognised"; wrong called AE →
 "called AE title not recognised"; over ``max_associations`` → rejected-transient,
-service-provider (presentation), "local limit exceeded" (pynetdicom).
+service-provider (presentation), "local limit exceeded". The limit counts associations that
+asked and were not yet released, aborted or closed: pynetdicom's own count includes threads
+still winding down after a release, which refused scanners reconnecting at once.
 Memory is bounded per association by :class:`PduGuard` (PDU length and data set size);
 threads are bounded by :class:`GuardedServer` (timeouts on every accepted socket, TLS
 handshakes off the accept thread).
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 _N_LOCKS = 64
 #: Largest PDU read whatever max_pdu_bytes says (an A-ASSOCIATE-RQ with 128 contexts fits).
 MIN_PDU_LIMIT = 65_536
+#: pynetdicom's thread-count limit is kept only as a backstop this far above ours.
+THREAD_LIMIT_MARGIN = 64
 
 
 class PduGuard:
@@ -140,12 +144,14 @@ class StorageSCP:
         self.cfg, self.spool, self.index, self.tracker, self.metrics = cfg, spool, index, tracker, metrics
         self.policy = policy or StoragePolicy.default()
         self._locks = [threading.Lock() for _ in range(_N_LOCKS)]
+        self._open_lock = threading.Lock()
+        self._open: set[str] = set()  # associations counted against max_associations
         self._server = None
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
         ae = AE(ae_title=self.cfg.ae_title)
-        ae.maximum_associations = self.cfg.max_associations
+        ae.maximum_associations = self.cfg.max_associations + THREAD_LIMIT_MARGIN
         ae.acse_timeout = self.cfg.acse_timeout_s
         ae.dimse_timeout = self.cfg.dimse_timeout_s
         ae.network_timeout = self.cfg.network_timeout_s
@@ -167,22 +173,36 @@ class StorageSCP:
                      self.cfg.max_instance_mb * 2**20)
 
     def _on_requested(self, event: evt.Event) -> None:
-        """Enforce the calling-AE allow-list (optionally per host) before negotiation."""
+        """Enforce the calling-AE allow-list (optionally per host), then the association limit."""
         allowed = self.cfg.allowed_calling
-        if not allowed:
-            return
         calling = event.assoc.requestor.primitive.calling_ae_title.strip()
         host = event.assoc.requestor.address
-        if not any(p.ae_title == calling and p.host in (None, host) for p in allowed):
+        if allowed and not any(p.ae_title == calling and p.host in (None, host) for p in allowed):
             log.warning("association rejected: calling AE not allowed",
                         extra={"calling_ae": calling, "peer": host})
             event.assoc.acse.send_reject(0x01, 0x01, 0x03)
             event.assoc.kill()  # waits until the A-ASSOCIATE-RJ is out (as pynetdicom's ACSE does)
+            return
+        with self._open_lock:
+            full = len(self._open) >= self.cfg.max_associations
+            if not full:
+                self._open.add(_assoc_key(event))
+        if full:
+            log.warning("association rejected: local limit exceeded",
+                        extra={"calling_ae": calling, "peer": host, "limit": self.cfg.max_associations})
+            event.assoc.acse.send_reject(0x02, 0x03, 0x02)
+            event.assoc.kill()
+
+    def _ended(self, event: evt.Event) -> None:
+        with self._open_lock:
+            self._open.discard(_assoc_key(event))
 
     def _on_released(self, event: evt.Event) -> None:
+        self._ended(event)
         self.tracker.association_ended(_assoc_key(event), released=True)
 
     def _on_closed(self, event: evt.Event) -> None:
+        self._ended(event)
         self.tracker.association_ended(_assoc_key(event), released=False)
 
     # -- DIMSE ------------------------------------------------------------------------
@@ -257,7 +277,7 @@ class StorageSCP:
             log.warning("no calling-AE allow-list configured: any calling AE is accepted")
         handlers: list[tuple[evt.EventType, Callable]] = [
             (evt.EVT_CONN_OPEN, self._on_conn_open), (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_RELEASED, self._on_released), (evt.EVT_ABORTED, self._ended),
             (evt.EVT_CONN_CLOSE, self._on_closed), (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store)]
         ssl_ctx = tls_context(self.cfg.tls) if self.cfg.tls else None

@@ -107,10 +107,11 @@ def main() -> None:
         t.join()
     received_s = time.monotonic() - t0
     n_instances = scanners * per_scanner * slices
+    sent_ok = sum(1 for r in results if r.returncode == 0)  # studies whose storescu succeeded
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         states = [r["state"] for r in node.index.list_jobs()]
-        if len(states) == len(studies) and all(s in ("done", "failed") for s in states):
+        if len(states) >= sent_ok and all(s in ("done", "failed") for s in states):
             break
         time.sleep(0.2)
     total_s = time.monotonic() - t0
