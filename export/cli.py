@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tensorrt", choices=("auto", "off", "require"), default="auto",
                    help="build a TensorRT engine when a GPU is present (auto), never, or fail without one")
     p.add_argument("--triton", type=Path, help="also write a Triton model repository here")
-    p.add_argument("--max-abs-logit-diff", type=float, default=1e-3)
+    p.add_argument("--max-abs-logit-diff", type=float, default=1e-3,
+                   help="largest |ONNX - PyTorch| logit difference per unit of the largest |logit| (at least 1)")
     p.add_argument("--min-argmax-agreement", type=float, default=0.9999)
     p.add_argument("--no-fp16", action="store_true", help="do not add the FP16 ONNX variant for GPUs")
     p.add_argument("--card-extra", type=Path, help="markdown appended to the model card")

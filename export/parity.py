@@ -16,13 +16,17 @@ from training.torch_import import require_torch
 
 @dataclass(frozen=True)
 class ParityThresholds:
+    """``max_abs_logit_diff`` is per unit of logit scale: the bound applied is
+    ``max_abs_logit_diff * max(1, max |PyTorch logit|)``, since float32 summation-order
+    differences grow with the logits (a trained model's reach ~20; an untrained one's ~1)."""
+
     max_abs_logit_diff: float = 1e-3
     min_argmax_agreement: float = 0.9999
 
 
-#: FP16 weights/activations: logits of a trained model (|logit| up to ~20) keep ~3 decimal
-#: digits, so the bound is looser; the labels must still agree almost everywhere.
-FP16_THRESHOLDS = ParityThresholds(max_abs_logit_diff=0.25, min_argmax_agreement=0.999)
+#: FP16 weights/activations keep ~3 decimal digits, so the bound is looser; the labels
+#: must still agree almost everywhere.
+FP16_THRESHOLDS = ParityThresholds(max_abs_logit_diff=0.0125, min_argmax_agreement=0.999)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ def check_parity(model, onnx_path: str | Path, windows: np.ndarray,
     diff = np.abs(ours - reference)
     agree = float(np.mean(ours.argmax(axis=1) == reference.argmax(axis=1)))
     max_diff = float(diff.max())
-    passed = max_diff <= thresholds.max_abs_logit_diff and agree >= thresholds.min_argmax_agreement
+    scale = max(1.0, float(np.abs(reference).max()))
+    passed = max_diff <= thresholds.max_abs_logit_diff * scale and agree >= thresholds.min_argmax_agreement
     return ParityReport(int(windows.shape[0]), int(np.prod(windows.shape[2:]) * windows.shape[0]),
                         max_diff, float(diff.mean()), agree, passed, asdict(thresholds))

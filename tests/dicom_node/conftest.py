@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node.config import build_config
+from dicom_node.demo import free_port  # noqa: F401  (re-exported for the tests)
 from dicom_node.service import NodeService
 
 HERE = Path(__file__).parent
@@ -24,12 +24,6 @@ sys.path.insert(0, str(HERE))
 from tests.dicom_node.node_processor import make_processor  # noqa: E402
 
 NODELAY_ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -27,15 +27,21 @@ def encode_ds(ds: Dataset) -> bytes:
     return encode(ds, False, True)
 
 
-def send_raw(assoc: Association, sop_class: str, sop_instance: str, raw: bytes,
-             message_id: int = 1) -> int:
-    """Send ``raw`` as the data set of a C-STORE with the given Affected UIDs; return the status."""
+def c_store_request(sop_class: str, sop_instance: str, raw: bytes, message_id: int = 1) -> C_STORE:
+    """A C-STORE request carrying ``raw`` bytes as its (possibly malformed) data set."""
     req = C_STORE()
     req.MessageID = message_id
     req.AffectedSOPClassUID = sop_class
     req.AffectedSOPInstanceUID = sop_instance
     req.Priority = 2
     req.DataSet = BytesIO(raw)
+    return req
+
+
+def send_raw(assoc: Association, sop_class: str, sop_instance: str, raw: bytes,
+             message_id: int = 1) -> int:
+    """Send ``raw`` as the data set of a C-STORE with the given Affected UIDs; return the status."""
+    req = c_store_request(sop_class, sop_instance, raw, message_id)
     ctx = assoc._get_valid_context(sop_class, ExplicitVRLittleEndian, "scu")
     assoc._reactor_checkpoint.clear()
     while not assoc._is_paused:

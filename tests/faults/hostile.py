@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from io import BytesIO
 
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import P_DATA_TF
+
+from tests.dicom_node.rawscu import c_store_request
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 A_ABORT = b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00"
@@ -29,16 +29,6 @@ def associate(port: int, syntaxes: tuple[str, ...] = (ExplicitVRLittleEndian,), 
     assoc = ae.associate("127.0.0.1", port, ae_title="WBSPINE")
     assert assoc.is_established
     return assoc
-
-
-def _request(sop_class: str, sop_instance: str, raw: bytes, message_id: int) -> C_STORE:
-    req = C_STORE()
-    req.MessageID = message_id
-    req.AffectedSOPClassUID = sop_class
-    req.AffectedSOPInstanceUID = sop_instance
-    req.Priority = 2
-    req.DataSet = BytesIO(raw)
-    return req
 
 
 @contextmanager
@@ -58,7 +48,7 @@ def send(assoc: Association, raw: bytes, sop_instance: str, sop_class: str = CT,
     """Send ``raw`` as a C-STORE data set; the response status, or None if the peer hung up."""
     ctx = assoc._get_valid_context(sop_class, syntax, "scu")
     with paused(assoc):
-        assoc.dimse.send_msg(_request(sop_class, sop_instance, raw, message_id), ctx.context_id)
+        assoc.dimse.send_msg(c_store_request(sop_class, sop_instance, raw, message_id), ctx.context_id)
         _, rsp = assoc.dimse.get_msg(block=True)
     return None if rsp is None else int(rsp.Status)
 
@@ -67,7 +57,7 @@ def send_half_then_abort(assoc: Association, raw: bytes, sop_instance: str, sop_
     """Write the command and half the data set's P-DATA PDUs, then an A-ABORT; PDUs written."""
     ctx = assoc._get_valid_context(sop_class, ExplicitVRLittleEndian, "scu")
     msg = C_STORE_RQ()
-    msg.primitive_to_message(_request(sop_class, sop_instance, raw, 1))
+    msg.primitive_to_message(c_store_request(sop_class, sop_instance, raw, 1))
     pdus = []
     for primitive in msg.encode_msg(ctx.context_id, assoc.acceptor.maximum_length):
         pdu = P_DATA_TF()
