@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from training.torch_import import require_torch
@@ -66,6 +67,8 @@ def register_dataset(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--size", choices=("small", "full"), default="small")
     ph.add_argument("--val", type=float, default=0.2, help="fraction for validation")
     ph.add_argument("--test", type=float, default=0.2, help="fraction for test")
+    ph.add_argument("--workers", type=int, default=1,
+                    help="processes generating phantoms in parallel (full size: ~2.6 GB each)")
     ph.add_argument("--partial", action="store_true",
                     help="erase pelvis/femoral heads from training cases at the paper's Table 2 rates")
     ph.set_defaults(handler=run_from_phantoms)
@@ -99,7 +102,8 @@ def run_from_phantoms(args: argparse.Namespace) -> int:
     from training.dataset import from_phantoms
 
     _summary(from_phantoms(args.out, args.n, args.seed, args.size, val_fraction=args.val,
-                           test_fraction=args.test, partial=args.partial))
+                           test_fraction=args.test, partial=args.partial,
+                           workers=args.workers))
     return 0
 
 
@@ -125,11 +129,12 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", type=Path, help="dataset folder (default: the one it was trained on)")
     p.add_argument("--split", choices=("val", "test", "train"), default="test")
     p.add_argument("--out", required=True, type=Path, help="folder for report.md and report.json")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs (auto: CUDA when present)")
     p.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    require_torch("wbspine evaluate")
     from training import dataset as ds
     from training.checkpoint import model_from_checkpoint
     from training.config import Config
@@ -140,8 +145,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     config = Config.model_validate(ckpt["training_config"])
     dataset = ds.load(args.dataset or config.data.dataset)
     cases = dataset.split(args.split)
-    prepared = prepare_split(dataset, args.split, config.data.working_spacing_mm, dataset.root / "cache")
-    per_case = evaluate_cases(model, dataset, cases, prepared, config, native_grid=True)
+    prepared = prepare_split(dataset, args.split, config.data.working_spacing_mm, dataset.root / "cache",
+                             workers=os.cpu_count() or 1)
+    torch = require_torch("wbspine evaluate")
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    per_case = evaluate_cases(model.to(device), dataset, cases, prepared, config, native_grid=True, device=device)
     data = write_report(args.out, per_case, dataset.split("train"),
                         title=f"{args.checkpoint.name} on {dataset.root.name}/{args.split}")
     for name, e in data["table3"].items():

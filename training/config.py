@@ -124,6 +124,9 @@ class RunConfig(_Section):
     # other work, 1 is often much faster: spinning threads that lose their core stall.
     torch_threads: int | None = None
     cache_dir: Path | None = None  # resampled-case cache; default DATASET/cache
+    # Wall-clock budget (s) of one call: stop after the last epoch that fits (a batch
+    # job's limit, a lent GPU's time); last.pt/best.pt stay valid and --resume goes on.
+    time_limit_s: float | None = Field(None, gt=0)
 
 
 class Config(_Section):

@@ -133,8 +133,9 @@ def _train(config, ctx, device, resume, max_epochs) -> TrainResult:
     if names != [dataset.labels[k] for k in sorted(dataset.labels)]:
         raise TrainingError(f"dataset labels {dataset.labels} differ from the config's {config.data.labels}")
     cache = Path(run.cache_dir) if run.cache_dir else dataset.root / "cache"
-    train_cases = prepare_split(dataset, "train", config.data.working_spacing_mm, cache)
-    val_cases = prepare_split(dataset, "val", config.data.working_spacing_mm, cache) if ctx.is_main else []
+    prep = max(1, run.num_workers)
+    train_cases = prepare_split(dataset, "train", config.data.working_spacing_mm, cache, prep)
+    val_cases = prepare_split(dataset, "val", config.data.working_spacing_mm, cache, prep) if ctx.is_main else []
 
     model = build_model(config.semantic_dict()["model"], config.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg.lr, weight_decay=optim_cfg.weight_decay)
@@ -169,8 +170,18 @@ def _train(config, ctx, device, resume, max_epochs) -> TrainResult:
     stop = tcfg.epochs if max_epochs is None else min(tcfg.epochs, start_epoch + max_epochs)
     if start_epoch:  # last, after every set-up step that might draw random numbers
         ckpt_io.set_rng_state(state["rng"])
+    t_start, longest_epoch = time.perf_counter(), 0.0
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed window shape: pick the fastest kernels once
     with _progress(run.progress and ctx.is_main) as progress:
         for epoch in range(start_epoch, stop):
+            over = bool(run.time_limit_s) and epoch > start_epoch and \
+                time.perf_counter() - t_start + longest_epoch > run.time_limit_s
+            if run.time_limit_s and all_reduce_mean([float(over)], ctx, device)[0] > 0:  # same on every rank
+                log.warning("stopping before epoch %d: run.time_limit_s %.0f s would be exceeded "
+                            "(--resume continues)", epoch, run.time_limit_s)
+                break
+            t_epoch_all = time.perf_counter()
             alpha = alpha_at(epoch, optim_cfg)
             sampler.set_epoch(epoch)
             net.train()
@@ -233,5 +244,6 @@ def _train(config, ctx, device, resume, max_epochs) -> TrainResult:
                     f"{row['windows_per_s']:.1f} windows/s data wait {row['data_wait_share']:.0%}"
                     + "".join(f" val {k} {v:.3f}" for k, v in val.items()) + (" (best)" if is_best else ""))
             barrier(ctx)
+            longest_epoch = max(longest_epoch, time.perf_counter() - t_epoch_all)
     logger.close()
     return TrainResult(out, history, best, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})

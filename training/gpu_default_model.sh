@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Train the default model on one GPU machine, in a time budget, and keep what comes back.
+#
+#   training/gpu_default_model.sh OUT_DIR [BUDGET_S]
+#
+# Same dataset and config as `make default-model` (30 full-size phantoms, seeds 100-129,
+# plus the TotalSegmentator CT; training/configs/default_model.toml), with the cores of a
+# GPU machine: phantoms generated and resampled in parallel, 14 loader workers, CUDA.
+# run.time_limit_s stops training early if the budget would be exceeded (best.pt stays
+# valid). OUT_DIR receives best.pt, the training log, the held-out report and the engine
+# latency table. Export and appliance validation run afterwards on any machine:
+#   make default-model-export RUN=OUT_DIR
+# Environment: PY (python, default python3), TOTALSEG_SRC (folder of the real CT),
+# WORKERS (default: cores - 2), DATA (dataset folder, default /tmp/wbspine-default-ds),
+# N / SIZE / EXTRA (phantom count, size and extra --set overrides; for dry runs).
+set -uo pipefail
+OUT=${1:?usage: gpu_default_model.sh OUT_DIR [BUDGET_S]}
+BUDGET=${2:-480}
+PY=${PY:-python3}
+T0=$(date +%s)
+CORES=$(nproc)
+WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
+DATA=${DATA:-/tmp/wbspine-default-ds}
+N=${N:-30}
+SIZE=${SIZE:-full}
+RUN=$OUT/run
+mkdir -p "$OUT" "$RUN"
+elapsed() { echo $(( $(date +%s) - T0 )); }
+say() { echo "[$(elapsed) s] $*"; }
+
+say "machine: $CORES cores, $(nvidia-smi -L 2>/dev/null | head -1)"
+if [ ! -f "$DATA/dataset.json" ]; then
+  say "generating $N $SIZE phantoms with $WORKERS processes"
+  $PY -m appliance.cli dataset from-phantoms --out "$DATA" --n "$N" --seed 100 --size "$SIZE" \
+    --val 0.1 --test 0.1 --workers "$WORKERS" || exit 3
+  $PY -m appliance.cli dataset import-totalseg --out "$DATA" --split train \
+    ${TOTALSEG_SRC:+--src "$TOTALSEG_SRC"} || exit 3
+fi
+# What is left for training: the budget, less what went by, less ~90 s for preparing the
+# cases (not counted by run.time_limit_s), the held-out evaluation and the engine table.
+LIMIT=$(( BUDGET - $(elapsed) - 90 ))
+say "training, time limit ${LIMIT} s"
+# shellcheck disable=SC2086
+$PY -m appliance.cli train --config training/configs/default_model.toml \
+  --set "data.dataset=$DATA" --set "run.out=$RUN" --set run.device=${DEVICE:-cuda} \
+  --set run.num_workers=$WORKERS --set run.time_limit_s=$LIMIT --set run.torch_threads=4 ${EXTRA:-}
+rc=$?
+say "training exit $rc"
+[ -f "$RUN/best.pt" ] || { say "no best.pt"; exit 4; }  # written at the first validation
+$PY -m appliance.cli evaluate "$RUN/best.pt" --dataset "$DATA" --split test --out "$OUT/heldout" \
+  || say "held-out evaluation failed"
+$PY tests/benchmarks/bench_engines.py --checkpoint "$RUN/best.pt" > "$OUT/engines.json" \
+  || say "engine table failed"
+say "done"
+exit $rc
