@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: all usable CPUs)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per engine call (default 4)")
-    p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8× slower)")
+    p.add_argument("--tta", action="store_true", help="left-right mirroring test-time augmentation (2× slower)")
     p.add_argument("--no-crop", action="store_true", help="infer the whole volume (no bony-region crop)")
     p.add_argument("--no-track", action="store_true",
                    help="plan every slab over its whole bony region instead of following the spine found below it")

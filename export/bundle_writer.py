@@ -104,9 +104,10 @@ def model_card(ckpt: dict, name: str, version: str, parity: dict, extra: str = "
         + (f"- FP16 variant `model_fp16.onnx` (for GPUs) vs PyTorch FP32: max |Δlogit| = "
            f"{parity_fp16['max_abs_logit_diff']:.2e}, argmax agreement = {parity_fp16['argmax_agreement']:.6f}\n"
            if parity_fp16 else "") + "\n"
-        "## Validation (paper Table 3 metrics)\n\n"
+        "## Validation during training (paper Table 3 metrics; the checkpoint's validation "
+        "cases, at the working spacing)\n\n"
         "| Structure | Cases | Dice | VS | Recall |\n|---|---|---|---|---|\n" + rows + "\n\n"
-        + extra +
+        + (extra.rstrip("\n") + "\n\n" if extra.strip() else "") +
         "**Not for clinical use.** Clinical use requires retraining on annotated weight-bearing "
         "CBCT following the protocol and validation on the site's own data.\n"
     )

@@ -117,9 +117,27 @@ def test_mirroring_tta_is_identity_for_equivariant_predictor():
         calls.append(1)
         return x + 1
 
-    out = collect(sw, img, mirrored(predictor), 1)
+    out = collect(sw, img, mirrored(predictor, axes=(2, 3, 4)), 1)
     np.testing.assert_allclose(out[0], img + 1, atol=1e-5)
     assert len(calls) == 8 * sw.stats.predictor_calls
+
+
+def test_mirroring_tta_flips_left_right_only_by_default():
+    """A network that knows up from down (no mirroring in training) is not averaged with
+    its upside-down self: only the left-right flip is used."""
+    img = np.random.default_rng(6).random((16, 16, 16), dtype=np.float32)
+    ramp_z = np.linspace(-1, 1, 16, dtype=np.float32)[:, None, None]
+
+    def predictor(x):  # symmetric in x, not in z: the default TTA must be the identity
+        sym_x = x + x[..., ::-1]
+        return sym_x + ramp_z
+
+    sw = SlidingWindow((16, 16, 16), empty_below=None)
+    plain = collect(sw, img, predictor, 1)
+    tta = collect(SlidingWindow((16, 16, 16), empty_below=None), img, mirrored(predictor), 1)
+    np.testing.assert_allclose(tta, plain, atol=1e-5)
+    every_axis = collect(SlidingWindow((16, 16, 16), empty_below=None), img, mirrored(predictor, axes=(2, 3, 4)), 1)
+    assert not np.allclose(every_axis, plain, atol=1e-3)
 
 
 def test_bad_predictor_output_is_a_clear_error():
