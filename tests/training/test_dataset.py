@@ -30,6 +30,17 @@ def test_from_phantoms_writes_layout_and_manifest(tmp_path):
     assert any(set(c.annotated) != set(ds.STRUCTURE_NAMES) for c in data.cases if c.split == "train")
 
 
+def test_from_phantoms_in_parallel_makes_the_same_dataset(tmp_path):
+    serial = ds.from_phantoms(tmp_path / "one", 3, seed=11, size="small", val_fraction=0.34, test_fraction=0.0,
+                              partial=True)
+    parallel = ds.from_phantoms(tmp_path / "two", 3, seed=11, size="small", val_fraction=0.34, test_fraction=0.0,
+                                partial=True, workers=2)
+    assert [c.as_dict() for c in parallel.cases] == [c.as_dict() for c in serial.cases]
+    for a, b in zip(serial.cases, parallel.cases):
+        for rel in (a.image, a.label):
+            assert np.array_equal(read_nifti(serial.path(rel)).array, read_nifti(parallel.path(rel)).array)
+
+
 def test_import_folder_maps_labels(tmp_path):
     src = tmp_path / "itksnap"
     img = np.zeros((20, 16, 16), dtype=np.int16)
@@ -82,3 +93,15 @@ def test_totalseg_import_gives_pseudo_labelled_bodies_pelvis_and_heads(tmp_path)
     centres = ndimage.center_of_mass(heads > 0, heads, [1, 2])
     assert abs(centres[0][0] - centres[1][0]) < 5 and abs(centres[0][2] - centres[1][2]) > 40
     assert "pseudo_labels" in (tmp_path / "d" / "dataset.json").read_text()
+
+
+def test_prepare_split_in_parallel_fills_the_cache_with_the_same_cases(tiny_dataset, tmp_path):
+    from training.data import prepare_split
+
+    direct = prepare_split(tiny_dataset, "train", (5.0, 5.0, 5.0))
+    cache = tmp_path / "cache"
+    warmed = prepare_split(tiny_dataset, "train", (5.0, 5.0, 5.0), cache, workers=2)
+    assert len(list(cache.glob("*-image.npy"))) == len(direct) == 2
+    for a, b in zip(direct, warmed):
+        assert a.id == b.id and np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+        assert np.allclose(a.volume.origin_mm, b.volume.origin_mm)

@@ -66,3 +66,16 @@ def test_checkpoint_holds_what_export_needs(tiny_config):
         out = model(torch.zeros(1, 1, 16, 32, 32))
     assert out.shape == (1, 4, 16, 32, 32)
     assert (result.out / "log.csv").read_text().count("\n") == 2
+
+
+def test_time_limit_stops_between_epochs_and_resume_finishes_the_run(tiny_config):
+    """run.time_limit_s (a lent GPU's or a batch job's budget) ends the call after the
+    last epoch that fits; the checkpoint is whole and --resume reaches the same weights."""
+    straight = train(tiny_config("straight3", **{"train.epochs": 3}))
+    cfg = tiny_config("limited", **{"train.epochs": 3, "run.time_limit_s": 1e-3})
+    cut = train(cfg)
+    assert len(cut.history) == 1  # the first epoch always runs; the second would not fit
+    assert ckpt_io.load(cut.out / "last.pt")["epoch"] == 0
+    resumed = train(tiny_config("limited", **{"train.epochs": 3}), resume=True)  # run.* is not hashed
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert _same_weights(resumed.state_dict, straight.state_dict)
