@@ -12,7 +12,8 @@
 #   make default-model-export RUN=OUT_DIR
 # Environment: PY (python, default python3), TOTALSEG_SRC (folder of the real CT),
 # WORKERS (default: cores - 2), DATA (dataset folder, default /tmp/wbspine-default-ds),
-# N / SIZE / EXTRA (phantom count, size and extra --set overrides; for dry runs).
+# N / SIZE / EXTRA / BENCH_ARGS (phantom count, size, extra --set overrides and engine
+# table arguments; for dry runs), DEVICE (default cuda).
 set -uo pipefail
 OUT=${1:?usage: gpu_default_model.sh OUT_DIR [BUDGET_S]}
 BUDGET=${2:-480}
@@ -49,7 +50,8 @@ say "training exit $rc"
 [ -f "$RUN/best.pt" ] || { say "no best.pt"; exit 4; }  # written at the first validation
 $PY -m appliance.cli evaluate "$RUN/best.pt" --dataset "$DATA" --split test --out "$OUT/heldout" \
   || say "held-out evaluation failed"
-$PY tests/benchmarks/bench_engines.py --checkpoint "$RUN/best.pt" > "$OUT/engines.json" \
+# shellcheck disable=SC2086
+$PY tests/benchmarks/bench_engines.py --checkpoint "$RUN/best.pt" ${BENCH_ARGS:-} > "$OUT/engines.json" \
   || say "engine table failed"
 say "done"
 exit $rc
