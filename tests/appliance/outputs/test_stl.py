@@ -146,3 +146,16 @@ def test_noisy_bone_mask_still_meshes_closed(small_study):
     assert lewiner_failures >= 1  # the case this guards against is really in the data
     full = mask_to_mesh(mask, image.affine)
     check_printable(full, "noisy")
+
+
+def test_meshes_in_one_process_equal_those_with_a_printable_worker(written, tmp_path):
+    """write_outputs made the printable model in a second process (the default on 2+ CPUs);
+    doing everything in one process gives the same meshes."""
+    from appliance.outputs.writer import write_meshes
+
+    here = write_meshes(written.study.labels, tmp_path, max_triangles=60_000, workers=1)
+    for name, report in here.items():
+        other = _load(written.paths[f"stl_{name}"])
+        mine = _load(report.path)
+        assert len(mine.faces) == len(other.faces), name
+        assert np.allclose(np.sort(mine.vertices, axis=0), np.sort(other.vertices, axis=0), atol=1e-4), name
