@@ -102,15 +102,22 @@ def _resample_box(image: sitk.Image, reference: Volume, lo: np.ndarray, hi: np.n
                          tuple(float(v) for v in reference.direction.ravel()), 0, pixel_type)
 
 
+#: Gaussian (in label-grid voxels) applied to each label's mask before it is resampled to
+#: the input grid. Chosen on the default model's validation phantoms (124-126, not the
+#: held-out ones), appliance Dice bodies / pelvis / heads: linear only 0.959 / 0.957 / 0.971,
+#: sigma 0.4: 0.961 / 0.959 / 0.972, 0.6: 0.963 / 0.962 / 0.975, 1.0: 0.956 / 0.960 / 0.976.
+LABEL_SIGMA_VOX = 0.6
+
+
 def to_input_grid(labels: Volume, reference: Volume, *, label_gaussian: bool = True) -> np.ndarray:
     """Resample ``labels`` onto ``reference``'s grid (``uint8``, reference shape).
 
-    Label-aware (default): each label's mask (as 0/254, uint8) is interpolated linearly
-    inside that label's own bounding box and kept where it exceeds half (127), so thin
-    structures keep their shape and labels never blend into a third value (SimpleITK's
-    ``sitkLabelGaussian`` does the same with a Gaussian kernel but is ~30× slower on a
-    small phantom). Outputs are uint8 views: memory stays ~ one uint8 box per label.
-    ``label_gaussian=False``: nearest neighbour.
+    Label-aware (default): each label's mask (as 0/254) is smoothed by a Gaussian of
+    :data:`LABEL_SIGMA_VOX` voxels when the input grid is finer, interpolated linearly inside that label's own bounding
+    box and kept where it exceeds half (127), so labels never blend into a third value and
+    the surface is round rather than faceted by the coarse grid (SimpleITK's
+    ``sitkLabelGaussian`` is the same idea but ~30× slower on a small phantom). Memory
+    stays ~ one float32 box per label. ``label_gaussian=False``: nearest neighbour.
     """
     out = np.zeros(reference.shape_zyx, dtype=np.uint8)
     if not label_gaussian:
@@ -121,6 +128,8 @@ def to_input_grid(labels: Volume, reference: Volume, *, label_gaussian: bool = T
             sub = _resample_box(image, reference, lo, hi, sitk.sitkNearestNeighbor, sitk.sitkUInt8)
             out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = sitk.GetArrayViewFromImage(sub)
         return out
+    # smooth only when upsampling: on a grid as fine as the labels' there are no facets to round
+    sigma = LABEL_SIGMA_VOX if min(reference.spacing_mm) < min(labels.spacing_mm) / 1.01 else 0.0
     for value in np.unique(labels.array):
         if value == 0:
             continue
@@ -129,8 +138,9 @@ def to_input_grid(labels: Volume, reference: Volume, *, label_gaussian: bool = T
         pad = lambda s, n: slice(max(s.start - 1, 0), min(s.stop + 1, n))  # noqa: E731
         zs, ys, xs = pad(zs, mask.shape[0]), pad(ys, mask.shape[1]), pad(xs, mask.shape[2])
         origin = labels.index_to_lps(np.array([[xs.start, ys.start, zs.start]], float))[0]
-        part = Volume(mask[zs, ys, xs].astype(np.uint8) * np.uint8(254), labels.spacing_mm,
-                      tuple(origin), labels.direction)
+        smooth = ndimage.gaussian_filter(mask[zs, ys, xs].astype(np.float32) * 254.0, sigma)
+        part = Volume(np.clip(smooth, 0, 255).astype(np.uint8), labels.spacing_mm, tuple(origin), labels.direction)
+        del smooth
         box = _input_box(part, reference)
         if box is None:
             continue

@@ -23,6 +23,9 @@ from appliance.bundle import (MANIFEST_NAME, StructureMetrics, Validation, file_
 from appliance.errors import ExportError, WbspineError
 
 
+#: First line of the section :func:`record` writes at the end of the model card.
+RECORD_HEADING = "# Validation through the appliance"
+
 def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tuple[str, ...] = ("test",),
                     case_ids: tuple[str, ...] = (), threads: int | None = None) -> tuple[dict, str]:
     """(report dict, markdown) of the bundle on ``splits`` plus the named cases."""
@@ -56,7 +59,7 @@ def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tup
                                          if m["dice"] is not None), file=sys.stderr, flush=True)
     held_out = {k: v for k, v in per_case.items() if not v["seen_in_training"]}
     result, md = report(held_out or per_case, data.split("train"),
-                        title=f"Validation through the appliance ({', '.join(splits)} split of "
+                        title=f"{RECORD_HEADING[2:]} ({', '.join(splits)} split of "
                               f"{Path(dataset_dir).name}, on each case's own grid)")
     seen = {k: v for k, v in per_case.items() if v["seen_in_training"]}
     if seen and held_out:
@@ -77,7 +80,11 @@ def record(bundle_dir: str | Path, result: dict, markdown: str, dataset_label: s
     card = bundle.path("model_card")
     if card is None:
         raise ExportError("the bundle has no model card to record the validation in")
-    card.write_text(card.read_text() + "\n" + markdown)
+    text = card.read_text()
+    cut = text.find("\n" + RECORD_HEADING)
+    if cut >= 0:  # recorded before: replace that section (it runs to the end of the card)
+        text = text[:cut + 1].rstrip("\n") + "\n"
+    card.write_text(text + "\n" + markdown)
     files = [file_entry(root, f.path, f.role) for f in bundle.manifest.files]
     manifest = bundle.manifest.model_copy(update={
         "validation": Validation(dataset=dataset_label, structures=structures), "files": files})

@@ -45,7 +45,12 @@ def test_validation_is_scored_on_each_case_grid_and_recorded(bundle, dataset, ca
     b = load_bundle(bundle)  # hashes rewritten: still verifies
     assert b.manifest.validation.dataset == "phantoms: test split"
     assert set(b.manifest.validation.structures) == {k for k, e in table.items() if e["dice"] is not None}
-    assert "Validation through the appliance" in (bundle / "MODEL_CARD.md").read_text()
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "Validation through the appliance" in card
+    record(bundle, result, md, "phantoms: test split, again")  # re-recording replaces the section
+    again = (bundle / "MODEL_CARD.md").read_text()
+    assert again.count("# Validation through the appliance") == 1 and again == card
+    assert load_bundle(bundle).manifest.validation.dataset == "phantoms: test split, again"
 
 
 def test_cli_records_and_refuses_unknown_cases(bundle, dataset, tmp_path, capsys):
