@@ -113,11 +113,12 @@ def to_input_grid(labels: Volume, reference: Volume, *, label_gaussian: bool = T
     """Resample ``labels`` onto ``reference``'s grid (``uint8``, reference shape).
 
     Label-aware (default): each label's mask (as 0/254) is smoothed by a Gaussian of
-    :data:`LABEL_SIGMA_VOX` voxels when the input grid is finer, interpolated linearly inside that label's own bounding
-    box and kept where it exceeds half (127), so labels never blend into a third value and
-    the surface is round rather than faceted by the coarse grid (SimpleITK's
-    ``sitkLabelGaussian`` is the same idea but ~30× slower on a small phantom). Memory
-    stays ~ one float32 box per label. ``label_gaussian=False``: nearest neighbour.
+    :data:`LABEL_SIGMA_VOX` voxels when the input grid is finer, interpolated linearly
+    inside that label's own bounding box and kept where it exceeds half (127), so labels
+    never blend into a third value and the surface is round rather than faceted by the
+    coarse grid (SimpleITK's ``sitkLabelGaussian`` is the same idea but ~30× slower on a
+    small phantom). Memory stays ~ one float32 box per label. ``label_gaussian=False``:
+    nearest neighbour.
     """
     out = np.zeros(reference.shape_zyx, dtype=np.uint8)
     if not label_gaussian:
@@ -138,9 +139,11 @@ def to_input_grid(labels: Volume, reference: Volume, *, label_gaussian: bool = T
         pad = lambda s, n: slice(max(s.start - 1, 0), min(s.stop + 1, n))  # noqa: E731
         zs, ys, xs = pad(zs, mask.shape[0]), pad(ys, mask.shape[1]), pad(xs, mask.shape[2])
         origin = labels.index_to_lps(np.array([[xs.start, ys.start, zs.start]], float))[0]
-        smooth = ndimage.gaussian_filter(mask[zs, ys, xs].astype(np.float32) * 254.0, sigma)
-        part = Volume(np.clip(smooth, 0, 255).astype(np.uint8), labels.spacing_mm, tuple(origin), labels.direction)
-        del smooth
+        values = mask[zs, ys, xs].astype(np.uint8) * np.uint8(254)
+        if sigma:
+            values = np.clip(ndimage.gaussian_filter(values.astype(np.float32), sigma), 0, 255).astype(np.uint8)
+        part = Volume(values, labels.spacing_mm, tuple(origin), labels.direction)
+        del values
         box = _input_box(part, reference)
         if box is None:
             continue

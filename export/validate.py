@@ -26,6 +26,7 @@ from appliance.errors import ExportError, WbspineError
 #: First line of the section :func:`record` writes at the end of the model card.
 RECORD_HEADING = "# Validation through the appliance"
 
+
 def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tuple[str, ...] = ("test",),
                     case_ids: tuple[str, ...] = (), threads: int | None = None) -> tuple[dict, str]:
     """(report dict, markdown) of the bundle on ``splits`` plus the named cases."""

@@ -135,10 +135,12 @@ def register_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    require_torch("wbspine evaluate")
     from training import dataset as ds
     from training.checkpoint import model_from_checkpoint
     from training.config import Config
     from training.data import prepare_split
+    from training.distributed import DistContext, resolve_device
     from training.evaluate import evaluate_cases, write_report
 
     model, ckpt = model_from_checkpoint(args.checkpoint)
@@ -147,8 +149,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cases = dataset.split(args.split)
     prepared = prepare_split(dataset, args.split, config.data.working_spacing_mm, dataset.root / "cache",
                              workers=os.cpu_count() or 1)
-    torch = require_torch("wbspine evaluate")
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = resolve_device(args.device, DistContext())
     per_case = evaluate_cases(model.to(device), dataset, cases, prepared, config, native_grid=True, device=device)
     data = write_report(args.out, per_case, dataset.split("train"),
                         title=f"{args.checkpoint.name} on {dataset.root.name}/{args.split}")

@@ -89,16 +89,9 @@ def prepare_split(dataset: ds.Dataset, split: str, spacing_mm, cache_dir: Path |
             import multiprocessing
 
             with multiprocessing.get_context("spawn").Pool(min(workers, len(missing))) as pool:
-                pool.map(_warm_cache, [(dataset.root, c.id, tuple(spacing_mm), cache_dir) for c in missing],
-                         chunksize=1)
+                pool.starmap(prepare_case, [(dataset, c, tuple(spacing_mm), cache_dir) for c in missing],
+                             chunksize=1)
     return [prepare_case(dataset, c, spacing_mm, cache_dir) for c in cases]
-
-
-def _warm_cache(job) -> None:
-    root, case_id, spacing_mm, cache_dir = job
-    dataset = ds.load(root)
-    case = next(c for c in dataset.cases if c.id == case_id)
-    prepare_case(dataset, case, spacing_mm, cache_dir)
 
 
 class WindowDataset(torch.utils.data.Dataset):
