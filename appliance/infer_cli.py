@@ -16,6 +16,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from appliance.bundle import DEFAULT_BUNDLE_DIR
+    from appliance.engines.select import AUTO_ORDER
 
     p = sub.add_parser(
         "infer",
@@ -28,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="INPUT", help="DICOM series folder or image file")
     p.add_argument("--bundle", type=Path, default=None, help=f"model bundle folder (default: {DEFAULT_BUNDLE_DIR})")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--engine", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "ort-tensorrt", "triton"),
-                   help="inference engine (auto: TensorRT > ONNX Runtime CUDA > CPU)")
+    p.add_argument("--engine", default="auto", choices=("auto", *AUTO_ORDER, "triton"),
+                   help="inference engine (auto: TensorRT > ONNX Runtime CUDA > OpenVINO CPU > ONNX Runtime CPU; "
+                        "cpu = ONNX Runtime CPU)")
     p.add_argument("--triton-url", help="Triton server (host:port) for --engine triton")
-    p.add_argument("--threads", type=int, help="CPU threads for ONNX Runtime (default: all usable CPUs)")
+    p.add_argument("--threads", type=int, help="CPU threads for the CPU engines (default: all usable CPUs)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per engine call (default 4)")
     p.add_argument("--tta", action="store_true", help="left-right mirroring test-time augmentation (2× slower)")

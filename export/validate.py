@@ -28,9 +28,11 @@ RECORD_HEADING = "# Validation through the appliance"
 
 
 def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tuple[str, ...] = ("test",),
-                    case_ids: tuple[str, ...] = (), threads: int | None = None) -> tuple[dict, str]:
-    """(report dict, markdown) of the bundle on ``splits`` plus the named cases."""
-    from appliance.engines.onnxruntime import OrtEngine
+                    case_ids: tuple[str, ...] = (), threads: int | None = None, engine_kind: str = "auto",
+                    cpu_precision: str = "f32") -> tuple[dict, str]:
+    """(report dict, markdown) of the bundle on ``splits`` plus the named cases, through the
+    engine the appliance would pick (``engine_kind``; the report names it)."""
+    from appliance.engines.select import EngineConfig, select_engine
     from appliance.inference import InferenceConfig, segment
     from appliance.volume import read_nifti
     from training import dataset as ds
@@ -44,7 +46,9 @@ def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tup
         raise ExportError(f"no case {sorted(missing)} in {dataset_dir}")
     if not cases:
         raise ExportError(f"no case in split(s) {splits} of {dataset_dir}")
-    engine = OrtEngine(bundle.onnx_path, threads=threads)
+    engine = select_engine(bundle, EngineConfig(kind=engine_kind, threads=threads,
+                                                 cpu_precision=cpu_precision)).engine
+    print(f"engine: {engine.name}", file=sys.stderr, flush=True)
     per_case = {}
     for case in cases:
         image = read_nifti(data.path(case.image))
@@ -68,6 +72,8 @@ def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tup
         result["seen_in_training"] = extra
         md += "\n" + extra_md.replace("# ", "## ", 1)
     result["per_case_all"] = per_case
+    result["engine"] = engine.name
+    engine.close()
     return result, md
 
 
@@ -101,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", action="append", dest="splits", help="dataset split(s) to score (default: test)")
     p.add_argument("--case", action="append", default=[], help="also score this case id (e.g. the real CT)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--engine", default="auto", help="engine kind as for `wbspine infer` (default auto)")
+    p.add_argument("--cpu-precision", default="f32", choices=("f32", "bf16"), help="OpenVINO precision")
     p.add_argument("--record", action="store_true", help=f"write the result into {MANIFEST_NAME} and the card")
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = p.parse_args(argv)
     splits = tuple(args.splits or ["test"])
     try:
-        result, md = validate_bundle(args.bundle, args.dataset, splits, tuple(args.case), args.threads)
+        result, md = validate_bundle(args.bundle, args.dataset, splits, tuple(args.case), args.threads,
+                                     args.engine, args.cpu_precision)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         if args.record:

@@ -1,5 +1,5 @@
-"""Choose an engine: automatically (TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU) or by
-configuration, with the reasons for every fallback logged."""
+"""Choose an engine: automatically (TensorRT > ONNX Runtime CUDA > OpenVINO CPU > ONNX Runtime
+CPU) or by configuration, with the reasons for every fallback logged."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from appliance.errors import EngineError
 
 log = logging.getLogger(__name__)
 
-EngineKind = Literal["auto", "tensorrt", "ort-tensorrt", "cuda", "cpu", "triton"]
-AUTO_ORDER: tuple[str, ...] = ("tensorrt", "ort-tensorrt", "cuda", "cpu")
+EngineKind = Literal["auto", "tensorrt", "ort-tensorrt", "cuda", "openvino", "cpu", "triton"]
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "ort-tensorrt", "cuda", "openvino", "cpu")
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     kind: EngineKind = "auto"
-    threads: int | None = None           # ORT CPU intra-op threads (default: usable CPUs)
+    threads: int | None = None           # CPU threads, ORT and OpenVINO (default: usable CPUs)
     batch_size: int = 4                  # windows per call (also the TensorRT opt profile)
     fp16: bool = True                    # GPU precision: TensorRT FP16, and the bundle's FP16 ONNX on ORT CUDA
     device_id: int = 0
@@ -29,6 +29,7 @@ class EngineConfig:
     triton_url: str | None = None
     triton_model: str | None = None
     io_binding: bool | None = None
+    cpu_precision: str = "f32"           # OpenVINO: "f32", or "bf16" on CPUs with AMX/AVX512-BF16
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Selection:
     tried: list[tuple[str, str]] = field(default_factory=list)  # (kind, why it was not used)
 
 
-def candidates(kind: str, ort_providers: Sequence[str], has_tensorrt_python: bool) -> list[str]:
+def candidates(kind: str, ort_providers: Sequence[str], has_tensorrt_python: bool,
+               has_openvino: bool = False) -> list[str]:
     """Engine kinds to try, in order, for a configured ``kind`` on this machine."""
     if kind == "auto":
         out = []
@@ -47,6 +49,8 @@ def candidates(kind: str, ort_providers: Sequence[str], has_tensorrt_python: boo
             out.append("ort-tensorrt")
         if "CUDAExecutionProvider" in ort_providers:
             out.append("cuda")
+        if has_openvino:
+            out.append("openvino")
         out.append("cpu")
         return out
     if kind not in (*AUTO_ORDER, "triton"):
@@ -62,6 +66,10 @@ def _build(kind: str, bundle, config: EngineConfig):
     if kind == "cpu":
         from appliance.engines.onnxruntime import OrtEngine
         return OrtEngine(bundle.onnx_path, threads=config.threads, io_binding=config.io_binding, **names)
+    if kind == "openvino":
+        from appliance.engines.openvino import OpenVinoEngine
+        return OpenVinoEngine(bundle.onnx_path, threads=config.threads, precision=config.cpu_precision,
+                              **names)
     if kind == "cuda":
         from appliance.engines.onnxruntime import cuda_engine
         onnx = (bundle.path("onnx_fp16") if config.fp16 else None) or bundle.onnx_path
@@ -91,7 +99,8 @@ def select_engine(bundle, config: EngineConfig = EngineConfig()) -> Selection:
     """Build the first engine that works; an explicitly configured kind never falls back."""
     from appliance.engines.onnxruntime import available_providers
 
-    order = candidates(config.kind, available_providers(), importlib.util.find_spec("tensorrt") is not None)
+    order = candidates(config.kind, available_providers(), importlib.util.find_spec("tensorrt") is not None,
+                       importlib.util.find_spec("openvino") is not None)
     tried: list[tuple[str, str]] = []
     for kind in order:
         try:

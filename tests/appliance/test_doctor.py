@@ -105,6 +105,28 @@ def test_onnxruntime_provider_and_gpu_combinations() -> None:
     assert "GPU image" in doctor.check_onnxruntime(True, providers=[cpu], gpus=["GPU 0"]).fix
 
 
+def test_openvino_on_this_machine_and_without_a_cpu_device() -> None:
+    result = doctor.check_openvino()
+    assert result.status == "ok" and "CPU" in result.detail, result.line()
+    no_cpu = doctor.check_openvino(devices=["GPU"], version="2026.4.0")
+    assert no_cpu.status == "warn" and "ONNX Runtime" in no_cpu.detail
+
+
+def test_openvino_missing_is_a_warning_with_the_fix(monkeypatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError("No module named 'openvino'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    result = doctor.check_openvino()
+    assert result.status == "warn" and "pip install openvino" in result.fix and "ONNX Runtime" in result.detail
+
+
 # --- bundle ----------------------------------------------------------------------------
 
 def test_valid_bundle_passes_and_loads(tmp_path: Path) -> None:
@@ -276,7 +298,7 @@ def test_doctor_command_passes_on_a_good_install(tmp_path: Path, storescp: int) 
     print(f"\n{proc.stdout}doctor took {elapsed:.1f} s")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = [line.split()[1] for line in proc.stdout.splitlines()[:-1]]
-    assert names == ["python", "onnxruntime", "config", "bundle", "spool", "disk", "dicom-port", "metrics-port",
+    assert names == ["python", "onnxruntime", "openvino", "config", "bundle", "spool", "disk", "dicom-port", "metrics-port",
                      "destination"]
     assert not any(line.startswith("FAIL") for line in proc.stdout.splitlines())
 

@@ -9,8 +9,9 @@ Prints one JSON object. Same weights on both sides: a training checkpoint
 else ``training.model.ResUNet3d`` with random weights (seed 0); exported to ONNX for ours. Both are timed from the loaded volume
 to the label map on the input grid:
 
-* ours: ``appliance.inference.segment`` (crop, streamed sliding window on ONNX Runtime
-  CPU, cleanup, label-aware resampling back) in a child process that imports no torch,
+* ours: ``appliance.inference.segment`` (crop, streamed sliding window on the engine
+  ``--engine`` picks — ``auto``: OpenVINO CPU when installed, ``cpu``: ONNX Runtime CPU —,
+  cleanup, label-aware resampling back) in a child process that imports no torch,
   so ``peak_rss_mb`` is ours alone (the child's VmHWM; it holds the input volume);
 * MONAI: same reorient/resample/normalise on the whole volume, ``sliding_window_inference``
   (overlap 0.5, Gaussian, sw_batch_size 4, whole volume at the working spacing), argmax,
@@ -151,15 +152,15 @@ def vm_hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
 
 
-def child_ours(work: Path, threads: int | None, parity: bool, track: bool = True) -> None:
+def child_ours(work: Path, threads: int | None, parity: bool, track: bool = True, kind: str = "auto") -> None:
     """Our pipeline, alone in this process (no torch imported)."""
     from appliance.bundle import load_bundle
-    from appliance.engines.onnxruntime import OrtEngine
+    from appliance.engines.select import EngineConfig, select_engine
     from appliance.inference import InferenceConfig, segment
 
     image = load_volume(work)
     bundle = load_bundle(work / "bundle")
-    engine = OrtEngine(bundle.onnx_path, threads=threads)
+    engine = select_engine(bundle, EngineConfig(kind=kind, threads=threads)).engine
     engine_s = [0.0]
 
     def timed(batch):
@@ -182,7 +183,7 @@ def child_ours(work: Path, threads: int | None, parity: bool, track: bool = True
             keep_raw=True))
         np.save(work / "ours_raw_nocrop.npy", full.raw)
     assert "torch" not in sys.modules
-    print(json.dumps({"ours_s": ours_s, "engine_s": engine_s[0], "timing_s": result.timing_s,
+    print(json.dumps({"ours_s": ours_s, "engine_s": engine_s[0], "engine": engine.name, "timing_s": result.timing_s,
                       "info": result.info, "peak_rss_mb": peak_mb}))
 
 
@@ -225,10 +226,11 @@ def main(argv=None) -> int:
                    help="also run ours without crop/skipping/cleanup and compare its raw argmax with MONAI's")
     p.add_argument("--checkpoint", type=Path, help="trained weights for both sides (default: random)")
     p.add_argument("--no-track", action="store_true", help="ours without following the spine (appliance.tracking)")
+    p.add_argument("--engine", default="auto", help="our engine kind (auto: OpenVINO when installed; cpu: ONNX Runtime)")
     p.add_argument("--child-ours", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child_ours:
-        child_ours(args.child_ours, args.threads, args.parity, not args.no_track)
+        child_ours(args.child_ours, args.threads, args.parity, not args.no_track, args.engine)
         return 0
 
     import torch
@@ -265,7 +267,7 @@ def main(argv=None) -> int:
         make_bundle(work / "bundle", model)
         cmd = [sys.executable, __file__, "--child-ours", str(work)] + \
               (["--threads", str(args.threads)] if args.threads else []) + (["--parity"] if args.parity else []) + \
-              (["--no-track"] if args.no_track else [])
+              (["--no-track"] if args.no_track else []) + ["--engine", args.engine]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
         if proc.returncode:
             print(proc.stderr, file=sys.stderr)
@@ -284,7 +286,7 @@ def main(argv=None) -> int:
         "crop": ours["info"]["crop"], "working_shape_zyx": ours["info"]["working_shape_zyx"],
         "tracking": ours["info"].get("tracking"), "weights": WEIGHTS,
         "gflop_per_window": round(flops / 1e9, 2),
-        "engine_s": round(ours["engine_s"], 2),
+        "engine": ours["engine"], "engine_s": round(ours["engine_s"], 2),
         "achieved_gflops": round(flops * w["run"] / ours["engine_s"] / 1e9, 2),
     })
     if not args.skip_monai:

@@ -41,6 +41,11 @@ def test_validation_is_scored_on_each_case_grid_and_recorded(bundle, dataset, ca
         m = result["per_case_all"][test_id]["metrics"][name]
         assert e["dice"] == m["dice"] and 0.0 <= (m["dice"] or 0.0) <= 1.0
     assert "(seen in training)" in md and "Cases seen in training" in md
+    assert result["engine"] == "openvino:CPU:f32"  # the appliance's automatic CPU engine
+    ort, _ = validate_bundle(bundle, dataset, ("test",), engine_kind="cpu")
+    assert ort["engine"] == "onnxruntime:CPUExecutionProvider"
+    for name, e in ort["table3"].items():  # FP32 on both engines: the same segmentation
+        assert e["dice"] == pytest.approx(table[name]["dice"], abs=2e-3)
     record(bundle, result, md, "phantoms: test split")
     b = load_bundle(bundle)  # hashes rewritten: still verifies
     assert b.manifest.validation.dataset == "phantoms: test split"

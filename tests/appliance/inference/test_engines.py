@@ -57,7 +57,10 @@ def test_automatic_choice_order():
     cpu_only = ["CPUExecutionProvider"]
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert candidates("auto", cpu_only, False) == ["cpu"]
+    assert candidates("auto", cpu_only, False, has_openvino=True) == ["openvino", "cpu"]
     assert candidates("auto", gpu, True) == ["tensorrt", "ort-tensorrt", "cuda", "cpu"]
+    assert candidates("auto", gpu, True, True) == ["tensorrt", "ort-tensorrt", "cuda", "openvino", "cpu"]
+    assert candidates("openvino", cpu_only, False) == ["openvino"]
     assert candidates("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"], False) == ["cuda", "cpu"]
     assert candidates("cuda", cpu_only, False) == ["cuda"]
     with pytest.raises(EngineError, match="unknown engine kind"):
@@ -67,7 +70,10 @@ def test_automatic_choice_order():
 def test_select_on_this_machine_falls_back_to_cpu_and_explicit_gpu_fails_clearly(tmp_path):
     bundle = load_bundle(make_bundle(tmp_path / "b"))
     sel = select_engine(bundle)
-    assert sel.engine.name == "onnxruntime:CPUExecutionProvider"
+    # the appliance installs OpenVINO: it is the automatic CPU choice, ONNX Runtime on request
+    assert sel.engine.name == "openvino:CPU:f32"
+    assert [k for k, _ in sel.tried] == []
+    assert select_engine(bundle, EngineConfig(kind="cpu")).engine.name == "onnxruntime:CPUExecutionProvider"
     with pytest.raises(EngineError, match="CUDAExecutionProvider"):
         select_engine(bundle, EngineConfig(kind="cuda"))
     with pytest.raises(EngineError, match="TensorRT|tensorrt|cuda"):
@@ -128,3 +134,56 @@ def test_triton_client_with_fake_server():
     assert engine.run(x).shape == (2, 2, 4, 4, 4)
     with pytest.raises(EngineError, match="no ready model"):
         TritonEngine("fake:8000", "other", input_name="image", output_name="logits", client=Client())
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_openvino_conv_gives_known_logits_and_matches_ort(conv, n):
+    from appliance.engines.openvino import OpenVinoEngine
+
+    engine = OpenVinoEngine(conv, threads=1)
+    assert isinstance(engine, Engine) and engine.name == "openvino:CPU:f32"
+    x = np.random.default_rng(n).random((n, 1, 16, 8, 8), dtype=np.float32)
+    y = engine.run(x)
+    assert y.shape == (n, 3, 16, 8, 8) and y.dtype == np.float32
+    np.testing.assert_allclose(y[:, 1], -2 * x[:, 0] + 1, atol=1e-5)
+    np.testing.assert_allclose(y, OrtEngine(conv, threads=1).run(x), atol=1e-5)
+    # a second window shape compiles once more and is cached; the first stays valid
+    z = np.random.default_rng(7).random((1, 1, 8, 4, 4), dtype=np.float32)
+    np.testing.assert_allclose(engine.run(z)[:, 2], 0.5 * z[:, 0] - 3, atol=1e-5)
+    assert len(engine._compiled) == 2
+    np.testing.assert_array_equal(engine.run(x), y)
+
+
+def test_openvino_matches_ort_on_the_default_model():
+    """The shipped U-Net through both CPU engines: FP32 logits agree to float rounding."""
+    from appliance.bundle import DEFAULT_BUNDLE_DIR
+    from appliance.engines.openvino import OpenVinoEngine
+
+    bundle = load_bundle(DEFAULT_BUNDLE_DIR)
+    window = bundle.manifest.preprocessing.window_zyx
+    x = np.random.default_rng(3).normal(0.0, 0.3, (2, 1, *window)).astype(np.float32)
+    ov = OpenVinoEngine(bundle.onnx_path, threads=2).run(x)
+    ort = OrtEngine(bundle.onnx_path, threads=2).run(x)
+    assert ov.shape == ort.shape
+    assert float(np.abs(ov - ort).max()) < 1e-2 * max(1.0, float(np.abs(ort).max()))
+    assert (ov.argmax(1) == ort.argmax(1)).mean() > 0.9999
+
+
+def test_openvino_errors_are_typed(conv, tmp_path):
+    from appliance.engines.openvino import OpenVinoEngine
+
+    with pytest.raises(EngineError, match="not found"):
+        OpenVinoEngine(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(EngineError, match="cannot load"):
+        OpenVinoEngine(tmp_path / "junk.onnx")
+    with pytest.raises(EngineError, match="no input"):
+        OpenVinoEngine(conv, input_name="wrong")
+    with pytest.raises(EngineError, match="no output"):
+        OpenVinoEngine(conv, output_name="wrong")
+    with pytest.raises(EngineError, match="precision"):
+        OpenVinoEngine(conv, precision="int4")
+    with pytest.raises(EngineError, match="device"):
+        OpenVinoEngine(conv, device="NPU")
+    with pytest.raises(EngineError, match=r"\(N, 1, D, H, W\)"):
+        OpenVinoEngine(conv).run(np.zeros((1, 2, 4, 4, 4), np.float32))

@@ -1,0 +1,132 @@
+"""OpenVINO engine: the bundle's ONNX model on the CPU through Intel's OpenVINO runtime.
+
+Why a second CPU engine: the U-Net's full-resolution layers are 3D convolutions with
+8–16 channels. ONNX Runtime runs them as im2col + SGEMM with M = 8 output rows, which
+is memory-bound (measured 74–79 GFLOP/s on the 2-core box, 22–26 % of its matmul
+peak); OpenVINO's oneDNN kernels convolve directly in blocked channel layouts and ran
+the same windows about 1.8× faster in FP32 (``tests/benchmarks/bench_engines.py``).
+
+The model is compiled for a static input shape (one compile per window shape, cached),
+which is what the CPU plugin optimises best. Precision is FP32 unless asked otherwise:
+on CPUs with AMX/AVX512-BF16 OpenVINO would silently pick BF16, which changes logits by
+up to ~1 and therefore needs its own validation (``precision="bf16"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from appliance.engines.base import check_batch
+from appliance.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["f32", "bf16"]
+#: compiled shapes kept per engine (the sliding window uses one; a safety bound for odd callers)
+MAX_COMPILED_SHAPES = 4
+
+
+def _ov():
+    try:
+        import openvino
+    except ImportError as exc:
+        raise EngineError("openvino is not installed (pip install openvino)") from exc
+    return openvino
+
+
+def available() -> bool:
+    """True when the OpenVINO runtime imports and offers a CPU device."""
+    try:
+        return "CPU" in _ov().Core().available_devices
+    except Exception:  # any runtime failure means "not usable here"
+        return False
+
+
+class OpenVinoEngine:
+    """``run(batch) -> logits`` on OpenVINO's CPU plugin.
+
+    ``micro_batch`` windows go through one infer request at a time (default 1: the same
+    per-window speed as larger batches on the 2-core box, and the smallest activation
+    memory); ``threads`` defaults to the CPUs this process may use.
+    """
+
+    def __init__(self, model_path: str | Path, *, threads: int | None = None, precision: Precision = "f32",
+                 input_name: str | None = None, output_name: str | None = None, micro_batch: int = 1,
+                 device: str = "CPU") -> None:
+        from appliance.engines.onnxruntime import cpu_threads
+
+        ov = _ov()
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise EngineError(f"model file not found: {model_path}")
+        if precision not in ("f32", "bf16"):
+            raise EngineError(f"OpenVINO precision must be f32 or bf16, got {precision!r}")
+        if micro_batch < 1:
+            raise EngineError(f"micro_batch must be >= 1, got {micro_batch}")
+        self.core = ov.Core()
+        if device not in self.core.available_devices:
+            raise EngineError(f"OpenVINO device {device!r} not available (has {self.core.available_devices})")
+        if precision == "bf16":
+            caps = self.core.get_property(device, "OPTIMIZATION_CAPABILITIES")
+            if "BF16" not in caps:
+                raise EngineError(f"this CPU has no BF16 support in OpenVINO (capabilities: {list(caps)})")
+        try:
+            self.model = self.core.read_model(str(model_path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
+            raise EngineError(f"cannot load {model_path.name} in OpenVINO: {exc}") from exc
+        inputs = [n for i in self.model.inputs for n in i.get_names()]
+        outputs = [n for o in self.model.outputs for n in o.get_names()]
+        self.input_name = input_name or self.model.inputs[0].get_any_name()
+        self.output_name = output_name or self.model.outputs[0].get_any_name()
+        if self.input_name not in inputs:
+            raise EngineError(f"model has no input {self.input_name!r} (has {inputs})")
+        if self.output_name not in outputs:
+            raise EngineError(f"model has no output {self.output_name!r} (has {outputs})")
+        self.device, self.precision, self.micro_batch = device, precision, micro_batch
+        self.threads = threads or cpu_threads()
+        # no thread pinning: the node's receive, blending and meshing threads share these cores
+        # (pinned, a window took 421 ms instead of 322 ms on the 2-core box under load)
+        self.properties = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False,
+                           "INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": precision}
+        self._compiled: dict[tuple[int, ...], tuple[object, object]] = {}
+        self.name = f"openvino:{device}:{precision}"
+
+    def _request(self, shape: tuple[int, ...]):
+        """The infer request and output port compiled for one static input ``shape``."""
+        hit = self._compiled.get(shape)
+        if hit is not None:
+            return hit
+        if len(self._compiled) >= MAX_COMPILED_SHAPES:
+            self._compiled.pop(next(iter(self._compiled)))
+        model = self.model.clone()
+        try:
+            model.reshape({self.input_name: list(shape)})
+            compiled = self.core.compile_model(model, self.device, self.properties)
+        except Exception as exc:
+            raise EngineError(f"OpenVINO cannot compile the model for input {shape}: {exc}") from exc
+        hit = (compiled.create_infer_request(), compiled.output(self.output_name))
+        self._compiled[shape] = hit
+        log.debug("OpenVINO compiled %s for %s", self.name, shape)
+        return hit
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = check_batch(batch)
+        m = self.micro_batch
+        if x.shape[0] > m:
+            return np.concatenate([self._run(x[i:i + m]) for i in range(0, x.shape[0], m)], axis=0)
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        request, port = self._request(tuple(x.shape))
+        try:
+            result = request.infer({self.input_name: x})
+            return np.array(result[port], dtype=np.float32, copy=True)
+        except Exception as exc:
+            raise EngineError(f"OpenVINO failed on a batch of shape {x.shape}: {exc}") from exc
+
+    def close(self) -> None:
+        self._compiled.clear()
