@@ -111,6 +111,12 @@ class SpoolConfig(_Model):
     min_free_mb: int = Field(default=2048, ge=0, description="refuse (A700) below this free space")
     max_used_percent: float = Field(default=95.0, gt=0, le=100)
     fsync: bool = True
+    #: Acknowledge a C-STORE once its write-ahead journal record is fdatasynced (files and
+    #: index rows follow in the background, replayed after a crash); off: file + dir fsync
+    #: and an index commit per instance before the response. Needs ``fsync``.
+    journal: bool = True
+    #: Size of each pre-zeroed journal segment; an instance larger than this is written directly.
+    journal_segment_mb: int = Field(default=64, ge=1, le=4096)
 
 
 class SeriesConfig(_Model):

@@ -79,9 +79,16 @@ class Index:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        # A second connection for the C-STORE path's lookups: a WAL reader never waits for
+        # the journal applier's commit (its fsync) on the shared connection's lock.
+        self._read_lock = threading.Lock()
+        self._read = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                     timeout=30.0)
+        self._read.row_factory = sqlite3.Row
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._read.close()
             self._db.close()
 
     @contextmanager
@@ -102,29 +109,28 @@ class Index:
 
     # -- instances ------------------------------------------------------------------
     def find_instance(self, sop_uid: str) -> sqlite3.Row | None:
-        rows = self.query("SELECT sha256, path, series_uid FROM instances WHERE sop_uid=?", (sop_uid,))
-        return rows[0] if rows else None
+        """The stored instance with this SOP Instance UID (committed rows only)."""
+        with self._read_lock:
+            return self._read.execute("SELECT sha256, path, series_uid FROM instances WHERE sop_uid=?",
+                                      (sop_uid,)).fetchone()
 
     def add_instance(self, rec: InstanceRecord, directory: str, assoc_key: str,
                      calling_ae: str, peer_host: str) -> None:
         """Record a durable instance and (re)open its series for completion."""
-        now = time.time()
         with self.tx() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (rec.sop_uid, rec.series_uid, rec.sop_class, rec.path, rec.sha256, rec.size, now,
-                 rec.transfer_syntax, rec.instance_number, rec.position_mm, rec.orientation,
-                 rec.images_in_acquisition, rec.number_of_frames))
-            db.execute(
-                "INSERT INTO studies VALUES (?,?,?) ON CONFLICT(study_uid) DO UPDATE "
-                "SET last_received=excluded.last_received", (rec.study_uid, now, now))
-            db.execute(
-                "INSERT INTO series (series_uid, study_uid, directory, calling_ae, peer_host, state,"
-                " assoc_key, last_received) VALUES (?,?,?,?,?,'receiving',?,?) "
-                "ON CONFLICT(series_uid) DO UPDATE SET state='receiving', assoc_key=excluded.assoc_key,"
-                " calling_ae=excluded.calling_ae, peer_host=excluded.peer_host,"
-                " last_received=excluded.last_received",
-                (rec.series_uid, rec.study_uid, directory, calling_ae, peer_host, assoc_key, now))
+            _insert_instance(db, rec, directory, assoc_key, calling_ae, peer_host, time.time())
+
+    def add_received(self, instances: list[tuple[InstanceRecord, str, str, str, str, float]],
+                     quarantined: list[tuple[str, str, str, float]]) -> None:
+        """Record a batch of durable instances ``(record, directory, assoc_key, calling_ae,
+        peer_host, received_at)`` and quarantined files ``(sop_uid, path, reason,
+        received_at)`` in one transaction (the journal's applier)."""
+        with self.tx() as db:
+            for rec, directory, assoc_key, calling_ae, peer_host, at in instances:
+                _insert_instance(db, rec, directory, assoc_key, calling_ae, peer_host, at)
+            for sop_uid, path, reason, at in quarantined:
+                db.execute("INSERT INTO quarantine (sop_uid, path, reason, received_at) VALUES (?,?,?,?)",
+                           (sop_uid, path, reason, at))
 
     def touch_series(self, series_uid: str, assoc_key: str) -> None:
         """An identical resend: keep the series open so it is re-checked at release."""
@@ -181,3 +187,22 @@ class Index:
             "SELECT j.*, (SELECT COUNT(*) FROM outbox o WHERE o.job_id=j.id AND o.state='pending')"
             " AS pending, (SELECT COUNT(*) FROM outbox o WHERE o.job_id=j.id AND o.state='sent')"
             " AS sent FROM jobs j ORDER BY j.id")
+
+
+def _insert_instance(db: sqlite3.Connection, rec: InstanceRecord, directory: str, assoc_key: str,
+                     calling_ae: str, peer_host: str, now: float) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (rec.sop_uid, rec.series_uid, rec.sop_class, rec.path, rec.sha256, rec.size, now,
+         rec.transfer_syntax, rec.instance_number, rec.position_mm, rec.orientation,
+         rec.images_in_acquisition, rec.number_of_frames))
+    db.execute(
+        "INSERT INTO studies VALUES (?,?,?) ON CONFLICT(study_uid) DO UPDATE "
+        "SET last_received=MAX(last_received, excluded.last_received)", (rec.study_uid, now, now))
+    db.execute(
+        "INSERT INTO series (series_uid, study_uid, directory, calling_ae, peer_host, state,"
+        " assoc_key, last_received) VALUES (?,?,?,?,?,'receiving',?,?) "
+        "ON CONFLICT(series_uid) DO UPDATE SET state='receiving', assoc_key=excluded.assoc_key,"
+        " calling_ae=excluded.calling_ae, peer_host=excluded.peer_host,"
+        " last_received=MAX(last_received, excluded.last_received)",
+        (rec.series_uid, rec.study_uid, directory, calling_ae, peer_host, assoc_key, now))

@@ -1,7 +1,9 @@
 """The storage SCP: Verification + Storage (PS3.4 Annex A and B) on a pynetdicom AE.
 
 Status mapping of the C-STORE handler (PS3.4 B.2.3):
-0x0000 only after the file is durable *and* its index row committed; 0xA700 spool above
+0x0000 only after the instance is durable: its journal record fdatasynced (the spool file
+and index row follow in the background and are replayed after a crash), or, without the
+journal, its file fsynced *and* its index row committed; 0xA700 spool above
 watermark or disk full; 0xA900 data set does not match the command; 0xC000 cannot be
 parsed; 0xC211 any unexpected error (the association stays up).
 Association policy (PS3.8 7.1.1.9): unknown calling AE (or AE from another host) →
@@ -22,18 +24,21 @@ import socket
 import sqlite3
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pynetdicom import AE, evt
-from pynetdicom.dsutils import encode_file_meta
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_node import dimse_fast
 from dicom_node.config import NodeConfig, TlsConfig
 from dicom_node.errors import DicomStatusError, OutOfResources
 from dicom_node.index import Index, InstanceRecord
-from dicom_node.intake import inspect
+from dicom_node.intake import Inspected, inspect
+from dicom_node.journal import Journal, Record
 from dicom_node.metrics import Metrics
 from dicom_node.policy import StoragePolicy
 from dicom_node.series import SeriesTracker
@@ -140,8 +145,10 @@ class StorageSCP:
     """Receives instances into the spool and index and notifies the series tracker."""
 
     def __init__(self, cfg: NodeConfig, spool: Spool, index: Index, tracker: SeriesTracker,
-                 metrics: Metrics, policy: StoragePolicy | None = None) -> None:
+                 metrics: Metrics, policy: StoragePolicy | None = None,
+                 journal: Journal | None = None) -> None:
         self.cfg, self.spool, self.index, self.tracker, self.metrics = cfg, spool, index, tracker, metrics
+        self.journal = journal
         self.policy = policy or StoragePolicy.default()
         self._locks = [threading.Lock() for _ in range(_N_LOCKS)]
         self._open_lock = threading.Lock()
@@ -171,6 +178,14 @@ class StorageSCP:
         if dul.socket is not None:
             PduGuard(dul.socket, max(self.cfg.max_pdu_bytes, MIN_PDU_LIMIT),
                      self.cfg.max_instance_mb * 2**20)
+        dimse_fast.tune(event.assoc)
+
+    def _on_acse_recv(self, event: evt.Event) -> None:
+        """A-RELEASE-RQ: make what this association stored visible in spool and index before
+        the A-RELEASE-RP goes out (a peer that queries right after release finds it)."""
+        primitive = event.primitive
+        if self.journal is not None and isinstance(primitive, A_RELEASE) and primitive.result is None:
+            self.journal.flush()
 
     def _on_requested(self, event: evt.Event) -> None:
         """Enforce the calling-AE allow-list (optionally per host), then the association limit."""
@@ -232,43 +247,90 @@ class StorageSCP:
         info = inspect(raw, ts, str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID),
                        self.cfg.max_instance_mb * 2**20)
         key = _assoc_key(event)
-        calling = event.assoc.requestor.ae_title.strip()
-        host = event.assoc.requestor.address
         with self._locks[hash(info.sop_uid) % _N_LOCKS]:
-            known = self.index.find_instance(info.sop_uid)
-            if known is not None and not Path(known["path"]).is_file():
-                known = None  # indexed but its file is gone (e.g. restored index): store it again
+            known = self._known(info.sop_uid)
             if known is not None and known["sha256"] == info.sha256:
                 self.tracker.note_instance(info.series_uid, key)
                 self.index.touch_series(info.series_uid, key)
                 self.metrics.inc("wbspine_instances_duplicate_total")
                 return 0x0000
-            meta = b"\x00" * 128 + b"DICM" + encode_file_meta(event.file_meta)
+            chunks = [dimse_fast.part10_header(info.sop_class, info.sop_uid, str(ts)), raw]
+            calling = event.assoc.requestor.ae_title.strip()
+            host = event.assoc.requestor.address
             if known is not None:
                 qpath = self.spool.quarantine_path(info.sop_uid, info.sha256)
-                self.spool.write_atomic(qpath, [meta, raw])
-                self.index.add_quarantine(info.sop_uid, str(qpath), "same SOP Instance UID, other content")
+                self._write(info, str(ts), qpath, chunks, "quarantine", key, calling, host)
                 self.metrics.inc("wbspine_instances_quarantined_total")
                 log.warning("conflicting resend quarantined; original kept",
                             extra={"sop_uid": info.sop_uid, "file": qpath.name})
                 return 0x0000
             path = self.spool.instance_path(info.series_uid, info.sop_uid)
-            self.spool.write_atomic(path, [meta, raw])
+            self._write(info, str(ts), path, chunks, "instance", key, calling, host)
             self.tracker.note_instance(info.series_uid, key)
-            try:
-                self.index.add_instance(
-                    InstanceRecord(info.sop_uid, info.sop_class, info.series_uid, info.study_uid,
-                                   str(path), info.sha256, len(raw), str(ts), info.instance_number,
-                                   info.position_mm, info.orientation, info.images_in_acquisition,
-                                   info.number_of_frames),
-                    str(path.parent), key, calling, host)
-            except BaseException as exc:
-                path.unlink(missing_ok=True)  # not indexed → not acknowledged → not kept
-                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
-                    raise OutOfResources("index database full") from None
-                raise
         self.metrics.inc("wbspine_instances_received_total")
         return 0x0000
+
+    def _known(self, sop_uid: str) -> dict | sqlite3.Row | None:
+        """The stored (or journaled, not yet applied) instance with this SOP Instance UID."""
+        if self.journal is not None:
+            pending = self.journal.pending(sop_uid)
+            if pending is not None and pending["op"] == "instance":
+                return pending
+        known = self.index.find_instance(sop_uid)
+        if known is not None and not Path(known["path"]).is_file():
+            return None  # indexed but its file is gone (e.g. restored index): store it again
+        return known
+
+    def _write(self, info: Inspected, ts: str, path: Path, chunks: list[bytes], op: str,
+               key: str, calling: str, host: str) -> None:
+        """Make one received instance durable: a journal record, else file + index row."""
+        size = sum(len(c) for c in chunks)
+        if self.journal is not None:
+            self.spool.check_space(size)
+            meta = {"op": op, "path": str(path.relative_to(self.spool.root)), "t": time.time(),
+                    "sop_uid": info.sop_uid, "sop_class": info.sop_class, "series_uid": info.series_uid,
+                    "study_uid": info.study_uid, "sha256": info.sha256, "size": size - len(chunks[0]),
+                    "ts": ts, "number": info.instance_number, "position": info.position_mm,
+                    "orientation": info.orientation, "images": info.images_in_acquisition,
+                    "frames": info.number_of_frames, "assoc": key, "calling": calling, "host": host}
+            if self.journal.append(meta, chunks):
+                return
+        self.spool.write_atomic(path, chunks)
+        try:
+            if op == "quarantine":
+                self.index.add_quarantine(info.sop_uid, str(path), QUARANTINE_REASON)
+            else:
+                self.index.add_instance(_record(info, ts, str(path), size - len(chunks[0])),
+                                        str(path.parent), key, calling, host)
+        except BaseException as exc:
+            path.unlink(missing_ok=True)  # not indexed → not acknowledged → not kept
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                raise OutOfResources("index database full") from None
+            raise
+
+    def apply(self, records: list[Record], replay: bool = False) -> None:
+        """The journal's applier: records → spool files and index rows, one batch, idempotent.
+        ``replay``: after a crash, rewrite every file (one renamed but not yet synced may be empty)."""
+        writes: list[tuple[Path, bytes]] = []
+        instances, quarantined = [], []
+        for record in records:
+            m = record.meta
+            path = self.spool.root / m["path"]
+            if m["op"] == "instance":
+                row = self.index.find_instance(m["sop_uid"])
+                if (not replay and row is not None and row["sha256"] == m["sha256"]
+                        and Path(row["path"]).is_file()):
+                    continue
+                rec = InstanceRecord(m["sop_uid"], m["sop_class"], m["series_uid"], m["study_uid"],
+                                     str(path), m["sha256"], m["size"], m["ts"], m["number"],
+                                     m["position"], m["orientation"], m["images"], m["frames"])
+                instances.append((rec, str(path.parent), m["assoc"], m["calling"], m["host"], m["t"]))
+            else:
+                if not self.index.query("SELECT 1 FROM quarantine WHERE path=?", (str(path),)):
+                    quarantined.append((m["sop_uid"], str(path), QUARANTINE_REASON, m["t"]))
+            writes.append((path, record.payload()))
+        self.spool.write_many(writes)
+        self.index.add_received(instances, quarantined)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> int:
@@ -279,6 +341,7 @@ class StorageSCP:
             (evt.EVT_CONN_OPEN, self._on_conn_open), (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_RELEASED, self._on_released), (evt.EVT_ABORTED, self._ended),
             (evt.EVT_CONN_CLOSE, self._on_closed), (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_ACSE_RECV, self._on_acse_recv),
             (evt.EVT_C_STORE, self._on_store)]
         ssl_ctx = tls_context(self.cfg.tls) if self.cfg.tls else None
         # AE.start_server(block=False) with our server class (it hard-codes pynetdicom's own).
@@ -304,6 +367,15 @@ class StorageSCP:
             time.sleep(0.05)
         self._server.shutdown()
         self._server = None
+
+
+QUARANTINE_REASON = "same SOP Instance UID, other content"
+
+
+def _record(info: Inspected, ts: str, path: str, size: int) -> InstanceRecord:
+    return InstanceRecord(info.sop_uid, info.sop_class, info.series_uid, info.study_uid, path,
+                          info.sha256, size, ts, info.instance_number, info.position_mm,
+                          info.orientation, info.images_in_acquisition, info.number_of_frames)
 
 
 def _assoc_key(event: evt.Event) -> str:

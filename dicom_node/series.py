@@ -54,8 +54,10 @@ class SeriesTracker:
     """Decides when series are complete; ``on_complete(job_id)`` is called for each new job."""
 
     def __init__(self, index: Index, idle_timeout_s: float, on_complete: Callable[[int], None],
-                 poll_interval_s: float = 0.2) -> None:
+                 poll_interval_s: float = 0.2, before_check: Callable[[], None] = lambda: None) -> None:
         self.index = index
+        #: Called before a series is checked (the node applies its journal: rows up to date).
+        self.before_check = before_check
         self.idle_timeout_s = idle_timeout_s
         self.poll_interval_s = poll_interval_s
         self.on_complete = on_complete
@@ -83,6 +85,7 @@ class SeriesTracker:
                 self._try_complete(series_uid, require_consistent=True)
 
     def _try_complete(self, series_uid: str, require_consistent: bool) -> None:
+        self.before_check()
         row = self.index.get_series(series_uid)
         if row is None or row["state"] != "receiving":
             return

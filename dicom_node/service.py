@@ -16,6 +16,7 @@ from pathlib import Path
 from dicom_node.config import Config
 from dicom_node.index import Index
 from dicom_node.jobs import Processor, Worker, recover
+from dicom_node.journal import Journal
 from dicom_node.metrics import Metrics, MetricsServer
 from dicom_node.outbox import OutboxSender
 from dicom_node.scp import StorageSCP
@@ -41,9 +42,13 @@ class NodeService:
             timeout_s=config.send.connect_timeout_s)
         self.worker = Worker(self.index, self.spool, process, self.metrics, config.send.destinations,
                              config.send.stl_export_dir, on_results=self.sender.wake)
+        self.journal: Journal | None = None
         self.tracker = SeriesTracker(self.index, config.series.idle_timeout_s, self._on_complete,
-                                     config.series.poll_interval_s)
+                                     config.series.poll_interval_s, before_check=self._flush_journal)
         self.scp = StorageSCP(config.node, self.spool, self.index, self.tracker, self.metrics)
+        if sc.journal and sc.fsync:
+            self.journal = Journal(self.spool.root / "journal", sc.journal_segment_mb * 2**20,
+                                   self.scp.apply, reserve=self.spool.check_space)
         self.metrics.gauges["wbspine_queue_depth"] = self.worker.queue_depth
         self.metrics.gauges["wbspine_outbox_pending"] = self.sender.pending
         self.http: MetricsServer | None = None
@@ -58,6 +63,10 @@ class NodeService:
         self.metrics.inc("wbspine_series_completed_total")
         self.worker.wake()
 
+    def _flush_journal(self) -> None:
+        if self.scp.journal is not None:
+            self.scp.journal.flush()
+
     def health(self) -> dict:
         return {"ok": self.port is not None and not self._stopped.is_set(), "port": self.port,
                 "queue_depth": self.worker.queue_depth(), "outbox_pending": self.sender.pending()}
@@ -65,8 +74,17 @@ class NodeService:
     def start(self) -> int:
         """Recover after a crash, then start every thread; returns the DICOM port."""
         removed = self.spool.clean_tmp()
+        replayed = 0
+        if self.journal is not None:
+            replayed = self.journal.replay()
+            try:
+                self.journal.start()
+                self.scp.journal = self.journal
+            except Exception as exc:  # e.g. no room for a segment: every write goes direct
+                log.warning("journal off: cannot make a segment", extra={"reason": str(exc)[:200]})
         requeued = recover(self.index)
-        log.info("starting", extra={"partial_files_removed": removed, "jobs_requeued": requeued,
+        log.info("starting", extra={"partial_files_removed": removed, "journal_replayed": replayed,
+                                    "jobs_requeued": requeued,
                                     "outbox_pending": self.sender.pending()})
         self.worker.start()
         self.sender.start()
@@ -83,6 +101,8 @@ class NodeService:
             return
         self._stopped.set()
         self.scp.stop()
+        if self.scp.journal is not None:
+            self.scp.journal.close()
         self.tracker.stop()
         self.worker.stop()
         self.sender.stop()

@@ -3,8 +3,9 @@
 Loaded inside a node subprocess (``--processor tests.faults.crashpoint:make_processor``).
 ``<control>/crash`` holds ``POINT N``:
 
-- ``before-success N``: SIGKILL right after the N-th instance's index commit, before its
-  C-STORE response is sent (durable but not acknowledged);
+- ``before-success N``: SIGKILL right after the N-th instance became durable (its journal
+  record fdatasynced, or without the journal its index commit), before its C-STORE
+  response is sent (durable but not acknowledged);
 - ``after-success N``: SIGKILL when the (N+1)-th C-STORE arrives, i.e. just after the N-th
   Success reached the peer (storescu sends the next instance only after the response).
 """
@@ -16,6 +17,7 @@ import signal
 from pathlib import Path
 
 from dicom_node.index import Index
+from dicom_node.journal import Journal
 from dicom_node.scp import StorageSCP
 from tests.dicom_node.node_processor import make_processor as test_processor
 
@@ -30,7 +32,7 @@ def make_processor(control_dir: Path | None):
         point, n = crash.read_text().split()
         count = [0]
         if point == "before-success":
-            commit = Index.add_instance
+            commit, append = Index.add_instance, Journal.append
 
             def add_instance(self, *args, **kwargs):  # type: ignore[no-untyped-def]
                 commit(self, *args, **kwargs)
@@ -38,7 +40,15 @@ def make_processor(control_dir: Path | None):
                 if count[0] == int(n):
                     _kill()
 
+            def journal_append(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                done = append(self, *args, **kwargs)
+                count[0] += 1
+                if count[0] == int(n):
+                    _kill()
+                return done
+
             Index.add_instance = add_instance  # type: ignore[method-assign]
+            Journal.append = journal_append  # type: ignore[method-assign]
         elif point == "after-success":
             store = StorageSCP._on_store
 

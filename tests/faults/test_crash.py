@@ -34,13 +34,16 @@ def test_sigkill_just_before_or_after_success_loses_nothing_acknowledged(
                               text=True, timeout=60)
         node.proc.wait(timeout=10)
         acked = acknowledged(sent.stdout + sent.stderr)
+        journaled = any((node.spool / "journal").glob("*.wal"))
+        (control / "crash").unlink()
+        node.start()                                        # replays the journal
         committed = node.query("SELECT COUNT(*) FROM instances")[0][0]
         if point == "before-success":
             assert len(acked) == n - 1 and committed == n   # the n-th is durable, never acknowledged
         else:
             assert len(acked) == n and committed == n       # killed the moment the n-th Success was out
-        (control / "crash").unlink()
-        node.start()
+        assert journaled                                    # the node ran with its journal
+        assert not any((node.spool / "journal").glob("*.tmp"))
         stored = dict(node.query("SELECT sop_uid, path FROM instances"))
         for f in acked:
             src = dcmread(f)

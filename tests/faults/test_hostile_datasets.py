@@ -151,7 +151,7 @@ def test_handler_exception_gives_c211_and_the_association_stays_up(start_node, o
     raw, uid = encode_ds(one_ct), str(one_ct.SOPInstanceUID)
     assoc = associate(node.port)
     try:
-        monkeypatch.setattr(node.index, "add_instance", lambda *a, **k: 1 / 0)
+        monkeypatch.setattr(node.spool, "check_space", lambda *a, **k: 1 / 0)  # on the ack path
         assert send(assoc, raw, uid) == 0xC211
         monkeypatch.undo()
         assert assoc.is_established
