@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "cpu = ONNX Runtime CPU)")
     p.add_argument("--triton-url", help="Triton server (host:port) for --engine triton")
     p.add_argument("--threads", type=int, help="CPU threads for the CPU engines (default: all usable CPUs)")
+    p.add_argument("--cpu-precision", default="f32", choices=("f32", "bf16"),
+                   help="OpenVINO precision: f32 (default), or bf16 on CPUs with AMX/AVX512-BF16 (see the model card)")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap in [0, 1) (default 0.5)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per engine call (default 4)")
     p.add_argument("--tta", action="store_true", help="left-right mirroring test-time augmentation (2× slower)")
@@ -49,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from appliance.bundle import DEFAULT_BUNDLE_DIR, load_bundle
     from appliance.crop import CropConfig
+    from appliance.engines.select import EngineConfig
     from appliance.inference import InferenceConfig
     from appliance.pipeline import process_study
 
@@ -56,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     config = InferenceConfig(overlap=args.overlap, batch_size=args.batch_size, tta_mirror=args.tta,
                              crop=CropConfig(enabled=not args.no_crop), track=not args.no_track)
     result = _with_progress(args, lambda progress: process_study(
-        args.input, args.out, bundle, engine_kind=args.engine, threads=args.threads, config=config,
-        outputs=not args.labels_only, progress=progress, triton_url=args.triton_url))
+        args.input, args.out, bundle, config=config, outputs=not args.labels_only, progress=progress,
+        engine=EngineConfig(kind=args.engine, threads=args.threads, cpu_precision=args.cpu_precision,
+                            triton_url=args.triton_url)))
     t = result.timing_s
     print(f"{len(result.paths)} files in {result.out_dir} (engine {result.info.get('engine')}, "
           f"{t.get('total_s', 0):.1f} s: load {t.get('load_s', 0):.1f}, preprocess {t['preprocess_s']:.1f}, "

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from appliance.bundle import DEFAULT_BUNDLE_DIR, Bundle, load_bundle
+from appliance.engines.select import EngineConfig
 from appliance.inference import InferenceConfig, run_inference
 from appliance.volume import write_nifti
 
@@ -45,15 +46,14 @@ class StudyResult:
 
 
 def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
-                  engine_kind: str = "auto", threads: int | None = None,
-                  config: InferenceConfig = InferenceConfig(), outputs: bool = True,
-                  progress=None, triton_url: str | None = None) -> StudyResult:
+                  engine: EngineConfig = EngineConfig(), config: InferenceConfig = InferenceConfig(),
+                  outputs: bool = True, progress=None) -> StudyResult:
     """Segment, measure and write every result of the series in ``series_dir``.
 
     ``series_dir`` may also be a NIfTI file: then there is no DICOM source to reference,
     and only the STL models are written besides labels and measurements.
     """
-    from appliance.engines.select import EngineConfig, select_engine
+    from appliance.engines.select import select_engine
     from appliance.measure.api import measure
     from appliance.outputs.algorithm import AlgorithmInfo
     from appliance.outputs.writer import write_meshes, write_outputs
@@ -61,12 +61,11 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     bundle = bundle or load_bundle(DEFAULT_BUNDLE_DIR)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    engine = select_engine(bundle, EngineConfig(kind=engine_kind, threads=threads, batch_size=config.batch_size,
-                                                triton_url=triton_url)).engine
+    runner = select_engine(bundle, replace(engine, batch_size=config.batch_size)).engine
     try:
-        seg = run_inference(series_dir, bundle, engine, config, progress)
+        seg = run_inference(series_dir, bundle, runner, config, progress)
     finally:
-        engine.close()
+        runner.close()
     timing = dict(seg.timing_s)
     paths: dict[str, Path] = {"labels": write_nifti(seg.labels, out / "labels.nii.gz")}
 

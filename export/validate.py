@@ -20,6 +20,7 @@ from pathlib import Path
 
 from appliance.bundle import (MANIFEST_NAME, StructureMetrics, Validation, file_entry, load_bundle,
                               write_manifest)
+from appliance.engines.select import EngineConfig
 from appliance.errors import ExportError, WbspineError
 
 
@@ -28,11 +29,10 @@ RECORD_HEADING = "# Validation through the appliance"
 
 
 def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tuple[str, ...] = ("test",),
-                    case_ids: tuple[str, ...] = (), threads: int | None = None, engine_kind: str = "auto",
-                    cpu_precision: str = "f32") -> tuple[dict, str]:
+                    case_ids: tuple[str, ...] = (), engine: EngineConfig = EngineConfig()) -> tuple[dict, str]:
     """(report dict, markdown) of the bundle on ``splits`` plus the named cases, through the
-    engine the appliance would pick (``engine_kind``; the report names it)."""
-    from appliance.engines.select import EngineConfig, select_engine
+    engine the appliance picks for ``engine`` (the report names it)."""
+    from appliance.engines.select import select_engine
     from appliance.inference import InferenceConfig, segment
     from appliance.volume import read_nifti
     from training import dataset as ds
@@ -46,15 +46,14 @@ def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tup
         raise ExportError(f"no case {sorted(missing)} in {dataset_dir}")
     if not cases:
         raise ExportError(f"no case in split(s) {splits} of {dataset_dir}")
-    engine = select_engine(bundle, EngineConfig(kind=engine_kind, threads=threads,
-                                                 cpu_precision=cpu_precision)).engine
-    print(f"engine: {engine.name}", file=sys.stderr, flush=True)
+    runner = select_engine(bundle, engine).engine
+    print(f"engine: {runner.name}", file=sys.stderr, flush=True)
     per_case = {}
     for case in cases:
         image = read_nifti(data.path(case.image))
         reference = read_nifti(data.path(case.label))
         t = time.perf_counter()
-        seg = segment(image, bundle, engine.run, InferenceConfig())
+        seg = segment(image, bundle, runner.run, InferenceConfig())
         if not seg.labels.same_geometry(reference):
             raise ExportError(f"case {case.id}: label map and image grids differ")
         per_case[case.id] = {"pseudo_labels": case.pseudo_labels, "seen_in_training": case.split == "train",
@@ -72,8 +71,8 @@ def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tup
         result["seen_in_training"] = extra
         md += "\n" + extra_md.replace("# ", "## ", 1)
     result["per_case_all"] = per_case
-    result["engine"] = engine.name
-    engine.close()
+    result["engine"] = runner.name
+    runner.close()
     return result, md
 
 
@@ -114,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     splits = tuple(args.splits or ["test"])
     try:
-        result, md = validate_bundle(args.bundle, args.dataset, splits, tuple(args.case), args.threads,
-                                     args.engine, args.cpu_precision)
+        engine = EngineConfig(kind=args.engine, threads=args.threads, cpu_precision=args.cpu_precision)
+        result, md = validate_bundle(args.bundle, args.dataset, splits, tuple(args.case), engine)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         if args.record:

@@ -187,3 +187,20 @@ def test_openvino_errors_are_typed(conv, tmp_path):
         OpenVinoEngine(conv, device="NPU")
     with pytest.raises(EngineError, match=r"\(N, 1, D, H, W\)"):
         OpenVinoEngine(conv).run(np.zeros((1, 2, 4, 4, 4), np.float32))
+
+
+def test_openvino_bf16_runs_close_to_fp32_or_is_refused_clearly(conv):
+    """BF16 only on request, and only where the CPU has it (AMX / AVX512-BF16)."""
+    import openvino as ov
+
+    from appliance.engines.openvino import OpenVinoEngine
+
+    x = np.random.default_rng(4).random((2, 1, 16, 8, 8), dtype=np.float32)
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        with pytest.raises(EngineError, match="BF16"):
+            OpenVinoEngine(conv, precision="bf16")
+        return
+    engine = OpenVinoEngine(conv, precision="bf16")
+    assert engine.name == "openvino:CPU:bf16"
+    y = engine.run(x)
+    np.testing.assert_allclose(y, OpenVinoEngine(conv).run(x), rtol=2e-2, atol=3e-2)

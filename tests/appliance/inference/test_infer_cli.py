@@ -18,8 +18,9 @@ def _parser():
     return parser
 
 
-@pytest.mark.parametrize("source", ["nifti", "dicom"])
-def test_wbspine_infer_end_to_end(small_study, tmp_path, source):
+@pytest.mark.parametrize("source,engine,engine_name", [("nifti", "auto", "openvino:CPU:f32"),
+                                                        ("dicom", "cpu", "onnxruntime:CPUExecutionProvider")])
+def test_wbspine_infer_end_to_end(small_study, tmp_path, source, engine, engine_name):
     from appliance.phantom.dicom_series import write_ct_series
 
     # working spacing = the phantom's 2.5 mm, so the oracle's answer is known exactly
@@ -31,7 +32,7 @@ def test_wbspine_infer_end_to_end(small_study, tmp_path, source):
     out = tmp_path / "out"
     # the oracle labels ribs and arms too, which a spine model never does: no tracking here
     args = _parser().parse_args(["infer", str(inp), "--bundle", str(bundle), "--out", str(out), "--no-progress",
-                                 "--no-track"])
+                                 "--no-track", "--engine", engine])
     assert args.handler(args) == 0
     labels = read_nifti(out / "labels.nii.gz")
     image = small_study.image
@@ -43,7 +44,7 @@ def test_wbspine_infer_end_to_end(small_study, tmp_path, source):
     timing = json.loads((out / "timing.json").read_text())
     for key in ("load_s", "preprocess_s", "inference_s", "postprocess_s", "measure_s", "outputs_s", "total_s"):
         assert timing["timing_s"][key] >= 0
-    assert timing["engine"] == "onnxruntime:CPUExecutionProvider"
+    assert timing["engine"] == engine_name
     w = timing["windows"]
     assert w["run"] + w["skipped_empty"] == w["windows"] > 0
     assert timing["crop"]["source"] == "bone"
