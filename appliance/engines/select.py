@@ -30,6 +30,7 @@ class EngineConfig:
     triton_model: str | None = None
     io_binding: bool | None = None
     cpu_precision: str = "f32"           # OpenVINO: "f32", or "bf16" on CPUs with AMX/AVX512-BF16
+    cpu_streams: int | None = None       # OpenVINO: windows in flight (default 2, at most threads)
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _build(kind: str, bundle, config: EngineConfig):
     if kind == "openvino":
         from appliance.engines.openvino import OpenVinoEngine
         return OpenVinoEngine(bundle.onnx_path, threads=config.threads, precision=config.cpu_precision,
-                              **names)
+                              streams=config.cpu_streams, **names)
     if kind == "cuda":
         from appliance.engines.onnxruntime import cuda_engine
         onnx = (bundle.path("onnx_fp16") if config.fp16 else None) or bundle.onnx_path

@@ -154,6 +154,19 @@ def test_openvino_conv_gives_known_logits_and_matches_ort(conv, n):
     np.testing.assert_array_equal(engine.run(x), y)
 
 
+def test_openvino_streams_run_chunks_concurrently_in_order(conv):
+    """Two streams, micro-batches of 2, 5 windows: the odd last chunk has its own shape."""
+    from appliance.engines.openvino import OpenVinoEngine
+
+    x = np.random.default_rng(5).random((5, 1, 16, 8, 8), dtype=np.float32)
+    engine = OpenVinoEngine(conv, threads=2, streams=2, micro_batch=2)
+    assert engine.streams == 2 and OpenVinoEngine(conv, threads=1, streams=4).streams == 1
+    y = engine.run(x)
+    np.testing.assert_allclose(y[:, 0], x[:, 0], atol=1e-6)  # window order kept
+    np.testing.assert_allclose(y, OpenVinoEngine(conv, threads=1).run(x), atol=1e-5)
+    np.testing.assert_array_equal(engine.run(x), y)
+
+
 def test_openvino_matches_ort_on_the_default_model():
     """The shipped U-Net through both CPU engines: FP32 logits agree to float rounding."""
     from appliance.bundle import DEFAULT_BUNDLE_DIR
@@ -183,6 +196,8 @@ def test_openvino_errors_are_typed(conv, tmp_path):
         OpenVinoEngine(conv, output_name="wrong")
     with pytest.raises(EngineError, match="precision"):
         OpenVinoEngine(conv, precision="int4")
+    with pytest.raises(EngineError, match="streams"):
+        OpenVinoEngine(conv, streams=0)
     with pytest.raises(EngineError, match="device"):
         OpenVinoEngine(conv, device="NPU")
     with pytest.raises(EngineError, match=r"\(N, 1, D, H, W\)"):
