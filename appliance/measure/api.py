@@ -17,7 +17,7 @@ from appliance.measure.bodies import Body, find_bodies, name_levels
 from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
 from appliance.measure.geometry import voxel_points_mm
 from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
-from appliance.measure.rotation import left_axis
+from appliance.measure.rotation import SMALL_SECTION_VOX, angle_range, left_axis, section_voxels, smooth_profile
 from appliance.measure.spinal import sagittal_parameters
 
 SCHEMA = "wbspine.measurements/1"
@@ -122,19 +122,33 @@ def _hips(labels: np.ndarray, affine: np.ndarray, midline_x_mm: float, warnings:
 
 
 def _rotations(named: dict, affine: np.ndarray, hip_left: np.ndarray | None, warnings: list[str]) -> dict:
-    """Axial rotation of every named body relative to the hip axis (None if unmeasurable)."""
+    """Axial rotation of every named body relative to the hip axis (None if unmeasurable).
+    Small cross-sections get the value their voxels allow that fits their neighbours best
+    (:mod:`appliance.measure.rotation`)."""
     rotation: dict[str, float | None] = {n: None for n in named}
     if hip_left is None:
         return rotation
-    flat = []
+    flat, measured, centre, half = [], [], [], []
     for n, (b, p) in named.items():
         if p is None:
             continue
         axis_lr, _ratio = left_axis(b, affine, p.axis)
         if axis_lr is None:
             flat.append(n)
-        else:
-            rotation[n] = d.axial_rotation_deg(axis_lr, hip_left)
+            continue
+        value = d.axial_rotation_deg(axis_lr, hip_left)
+        ends = None
+        if section_voxels(b, p.axis, affine) < SMALL_SECTION_VOX:
+            ends = angle_range(b, affine, p.superior, p.inferior, axis_lr)
+        if ends is None:
+            lo = hi = value
+        else:  # the ends as rotations, unwrapped next to the second-moment value
+            lo, hi = sorted(value + (d.axial_rotation_deg(e, hip_left) - value + 90.0) % 180.0 - 90.0 for e in ends)
+        measured.append(n)
+        centre.append(0.5 * (lo + hi))
+        half.append(0.5 * (hi - lo))
+    for n, v in zip(measured, smooth_profile(np.array(centre), np.array(half))):
+        rotation[n] = float(v)
     if flat:
         warnings.append(f"rotation not measured for {', '.join(flat)}: cross-section too close to circular")
     return rotation
