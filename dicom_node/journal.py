@@ -123,7 +123,8 @@ class Journal:
     """Durable append-only log with a background applier.
 
     ``apply(records, replay)`` must make a batch durable elsewhere (files + index) and be
-    idempotent (``replay`` is True at start, when earlier applies may be half done);
+    idempotent (``replay`` is True at start: the records of the active segment were mostly
+    applied long ago, the last ones maybe half);
     ``reserve(nbytes)`` is called before a new segment is made (raise to refuse, e.g. a
     disk watermark). ``key`` names the record field used by :meth:`pending`.
     """
@@ -143,6 +144,7 @@ class Journal:
         self._segments: dict[int, _Segment] = {}
         self._active: _Segment | None = None
         self._spare: Path | None = None
+        self._spare_retry_at = 0.0
         self._appended = self._applied = 0
         self._stop = False
         self._urgent = 0  # flush() callers waiting: apply now, no lingering
@@ -304,12 +306,14 @@ class Journal:
 
     def _prepare_spare(self) -> None:
         seg = self._active
-        if self._spare is not None or seg is None or seg.offset < seg.size // 2:
+        if (self._spare is not None or seg is None or seg.offset < seg.size // 2
+                or time.monotonic() < self._spare_retry_at):
             return
         try:
             spare = self._make_spare()
         except Exception as exc:  # full disk: the roll will try again, on the ack path
             log.warning("journal: cannot prepare the next segment", extra={"reason": str(exc)[:200]})
+            self._spare_retry_at = time.monotonic() + 10.0
             return
         with self._lock:
             if self._spare is None:

@@ -310,7 +310,11 @@ class StorageSCP:
 
     def apply(self, records: list[Record], replay: bool = False) -> None:
         """The journal's applier: records → spool files and index rows, one batch, idempotent.
-        ``replay``: after a crash, rewrite every file (one renamed but not yet synced may be empty)."""
+
+        A row is committed only after its file is synced, so a record whose row exists is
+        done: at ``replay`` it is skipped even if its file was removed since (an old record of
+        the active segment must not re-open a series that was processed long ago); a record
+        without a row gets its file rewritten (renamed before a crash, maybe never synced)."""
         writes: list[tuple[Path, bytes]] = []
         instances, quarantined = [], []
         for record in records:
@@ -318,8 +322,8 @@ class StorageSCP:
             path = self.spool.root / m["path"]
             if m["op"] == "instance":
                 row = self.index.find_instance(m["sop_uid"])
-                if (not replay and row is not None and row["sha256"] == m["sha256"]
-                        and Path(row["path"]).is_file()):
+                if (row is not None and row["sha256"] == m["sha256"]
+                        and (replay or Path(row["path"]).is_file())):
                     continue
                 rec = InstanceRecord(m["sop_uid"], m["sop_class"], m["series_uid"], m["study_uid"],
                                      str(path), m["sha256"], m["size"], m["ts"], m["number"],

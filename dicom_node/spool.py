@@ -123,8 +123,9 @@ class Spool:
         Writes and renames every file, then makes the whole batch durable with one
         ``syncfs`` of the spool file system (one journal commit instead of a file fsync and a
         directory fsync per instance; per-file fsyncs where ``syncfs`` is missing). Until
-        this returns a file may be empty after a crash, which is why journal replay rewrites
-        every file it covers. No watermark check: the bytes were accepted already.
+        this returns a file may be empty after a crash: the index rows are committed only
+        afterwards, and journal replay rewrites the file of every record without a row.
+        No watermark check: the bytes were accepted already.
         """
         if not items:
             return

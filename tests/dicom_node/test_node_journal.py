@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,29 @@ def test_replay_after_a_crash_restores_files_and_rows(tmp_path: Path, short_seri
         assert node.index.query("SELECT COUNT(*) FROM instances")[0][0] == len(files)
         assert node.index.query("SELECT COUNT(*) FROM quarantine")[0][0] == 0
         assert sum(1 for _ in (node.spool.root / "series").rglob("*.dcm")) == len(files)
+    finally:
+        node.stop()
+
+
+def test_replaying_records_applied_long_ago_does_not_reopen_their_series(tmp_path: Path,
+                                                                         short_series: Path) -> None:
+    files = sorted(short_series.glob("*.dcm"))
+    node = _start(tmp_path)
+    storescu(node.port, files)
+    wait_for(lambda: node.index.query("SELECT COUNT(*) FROM jobs WHERE state IN ('sending', 'done')")[0][0])
+    assert node.scp.journal.flush()
+    segment = next((node.spool.root / "journal").glob("*.wal"))
+    assert len(list(read_segment(segment))) == len(files)  # the active segment still holds them
+    for part in (node.scp, node.tracker, node.worker, node.sender):  # crash: no journal close
+        part.stop()
+    node.index.close()
+
+    node = _start(tmp_path)
+    try:
+        assert node.index.query("SELECT COUNT(*) FROM instances")[0][0] == len(files)
+        time.sleep(3.5)  # past the idle timeout: a re-opened series would be completed again
+        assert [r[0] for r in node.index.query("SELECT state FROM series")] == ["complete"]
+        assert node.index.query("SELECT COUNT(*) FROM jobs")[0][0] == 1
     finally:
         node.stop()
 
