@@ -117,6 +117,7 @@ class _Segment:
         self.appended = 0  # records written
         self.applied = 0   # records materialised
         self.sealed = False
+        self.syncing = 0   # appends between their write and their fdatasync (fd must stay open)
 
 
 class Journal:
@@ -213,6 +214,7 @@ class Journal:
                 raise OSError(f"short journal write ({written} of {length} bytes)")
             seg.offset += length
             seg.appended += 1
+            seg.syncing += 1
             record = Record(meta, b"", seg.seq, chunks)
             key = meta.get(self.key)
             with self._cond:
@@ -220,7 +222,11 @@ class Journal:
                     self._pending[key] = meta
                 self._queue.append(record)
                 self._appended += 1
-        os.fdatasync(seg.fd)  # group commit: covers this record and everything before it
+        try:
+            os.fdatasync(seg.fd)  # group commit: covers this record and everything before it
+        finally:
+            with self._lock:
+                seg.syncing -= 1
         with self._cond:
             self._cond.notify_all()
         return True
@@ -323,7 +329,8 @@ class Journal:
 
     def _drop_applied_segments(self) -> None:
         with self._lock:
-            done = [s for s in self._segments.values() if s.sealed and s.applied == s.appended]
+            done = [s for s in self._segments.values()
+                    if s.sealed and s.applied == s.appended and not s.syncing]
             for seg in done:
                 del self._segments[seg.seq]
                 os.close(seg.fd)
