@@ -212,6 +212,6 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
 def structure_volumes_cm3(labels: np.ndarray, affine: np.ndarray) -> dict[str, float]:
     """Volume (cm³) of every structure present in the label map, by label name."""
     voxel_cm3 = abs(float(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
-    counts = np.bincount(labels.ravel(), minlength=len(Label))
-    return {LABEL_NAMES[int(k)]: round(float(counts[int(k)]) * voxel_cm3, 3)
-            for k in (Label.VERTEBRAL_BODIES, Label.PELVIS, Label.FEMORAL_HEADS) if counts[int(k)]}
+    # one comparison per label: np.bincount would first copy a uint8 map to int64 (8×)
+    counts = {k: int(np.count_nonzero(labels == k)) for k in (Label.VERTEBRAL_BODIES, Label.PELVIS, Label.FEMORAL_HEADS)}
+    return {LABEL_NAMES[int(k)]: round(float(n) * voxel_cm3, 3) for k, n in counts.items() if n}
