@@ -92,15 +92,27 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     return StudyResult(out, paths, measurements, timing, dict(seg.info))
 
 
-def make_processor(bundle_dir: Path | None = None):
+def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
     """The node's processor factory (``processing.processor = "appliance.pipeline:make_processor"``).
 
-    Loads and verifies the bundle once, at start, so a tampered or unknown bundle stops
-    the node with a clear error instead of failing every job later.
+    Loads and verifies the bundle, and builds the configured engine once (``engine``:
+    :class:`EngineConfig` fields), at start, so a tampered bundle or an engine this box
+    cannot run stops the node with a clear error instead of failing every job later.
     """
+    from appliance.engines.select import select_engine
+    from appliance.errors import EngineError
+
     bundle = load_bundle(bundle_dir or DEFAULT_BUNDLE_DIR)
+    try:
+        config = EngineConfig(**(engine or {}))
+    except TypeError as exc:
+        raise EngineError(f"unknown engine setting: {exc}") from None
+    probe = select_engine(bundle, config)
+    log.info("processor: bundle %s %s, engine %s", bundle.manifest.model.name, bundle.manifest.model.version,
+             probe.engine.name)
+    probe.engine.close()
 
     def process(series_dir: Path, work_dir: Path) -> list[Path]:
-        return process_study(series_dir, work_dir, bundle).dicom_files
+        return process_study(series_dir, work_dir, bundle, engine=config).dicom_files
 
     return process

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,14 +23,30 @@ from dicom_node.errors import ConfigError
 DEFAULT_PROCESSOR = "appliance.pipeline:make_processor"
 
 
-def load_processor(spec: str, bundle: Path | None) -> Callable[[Path, Path], list[Path]]:
-    """Import ``module:factory`` and build the processor from the bundle folder."""
+def load_processor(spec: str, bundle: Path | None,
+                   engine: dict | None = None) -> Callable[[Path, Path], list[Path]]:
+    """Import ``module:factory`` and build the processor: ``factory(bundle, engine=...)``.
+
+    A factory without an ``engine`` parameter gets only the bundle; configuring a
+    non-default engine for it is an error rather than silently ignored.
+    """
     module_name, _, attr = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"processor {spec!r} cannot be imported: {exc}") from None
-    process = factory(bundle)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        params = {}
+    takes_engine = "engine" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if takes_engine and engine is not None:
+        process = factory(bundle, engine=engine)
+    elif engine is not None and any(v not in (None, "auto", "f32") for v in engine.values()):
+        raise ConfigError(f"processor {spec!r} takes no engine settings, but processing.engine/threads/"
+                          f"cpu_precision/triton_* are set: {engine}")
+    else:
+        process = factory(bundle)
     if not callable(process):
         raise ConfigError(f"processor factory {spec!r} did not return a callable")
     return process
@@ -81,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, _flag_overrides(args),
                       defaults={"processing": {"processor": args.default_processor}})
-    process = load_processor(cfg.processing.processor, cfg.processing.bundle)
+    process = load_processor(cfg.processing.processor, cfg.processing.bundle, cfg.processing.engine_options())
     NodeService(cfg, process).serve_forever()
     return 0
 

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -138,10 +138,36 @@ class SendConfig(_Model):
         return tuple(Destination.parse(d) if isinstance(d, str) else d for d in (v or ()))
 
 
+EngineKind = Literal["auto", "tensorrt", "ort-tensorrt", "cuda", "openvino", "cpu", "triton"]
+
+
 class ProcessingConfig(_Model):
+    """The processor factory, its bundle and how it runs the network.
+
+    ``engine`` .. ``triton_model`` reach the factory as ``engine={...}`` (the appliance's
+    ``EngineConfig`` fields); the appliance builds that engine once at start, so a GPU
+    engine configured on a box without one stops the node with a clear error.
+    """
+
     processor: str = Field(default="appliance.pipeline:make_processor",
                            pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     bundle: Path | None = None
+    engine: EngineKind = "auto"
+    threads: int | None = Field(default=None, ge=1, description="CPU engine threads (default: usable CPUs)")
+    cpu_precision: Literal["f32", "bf16"] = "f32"
+    triton_url: str | None = None
+    triton_model: str | None = None
+
+    @model_validator(mode="after")
+    def _triton(self) -> ProcessingConfig:
+        if self.engine == "triton" and not self.triton_url:
+            raise ValueError("processing.engine = 'triton' needs processing.triton_url (host:port)")
+        return self
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments of the appliance's ``EngineConfig``."""
+        return {"kind": self.engine, "threads": self.threads, "cpu_precision": self.cpu_precision,
+                "triton_url": self.triton_url, "triton_model": self.triton_model}
 
 
 class MetricsConfig(_Model):

@@ -37,6 +37,45 @@ def test_invalid_config_names_every_problem(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml", environ={})
 
 
+def test_engine_settings_parse_override_and_validate(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "deploy" / "node.example.toml", environ={})
+    assert cfg.processing.engine_options() == {"kind": "auto", "threads": None, "cpu_precision": "f32",
+                                               "triton_url": None, "triton_model": None}
+    env = {"WBSPINE_PROCESSING__ENGINE": "cpu", "WBSPINE_PROCESSING__THREADS": "2"}
+    cfg = load_config(REPO / "deploy" / "node.example.toml", environ=env)
+    assert cfg.processing.engine == "cpu" and cfg.processing.threads == 2
+    bad = tmp_path / "engine.toml"
+    bad.write_text('[processing]\nengine = "triton"\n')
+    with pytest.raises(ConfigError, match="triton_url"):
+        load_config(bad, environ={})
+    bad.write_text('[processing]\nengine = "fpga"\ncpu_precision = "int4"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(bad, environ={})
+    assert "processing.engine" in str(err.value) and "processing.cpu_precision" in str(err.value)
+
+
+def test_processor_factories_get_the_engine_settings_they_take() -> None:
+    import types
+
+    from dicom_node.cli import load_processor
+
+    seen = {}
+    module = types.ModuleType("wbspine_test_factories")
+    module.with_engine = lambda bundle, engine=None: seen.setdefault("engine", engine) and (lambda s, w: [])
+    module.without_engine = lambda bundle: (lambda s, w: [])
+    import sys
+    sys.modules[module.__name__] = module
+    try:
+        load_processor(f"{module.__name__}:with_engine", None, {"kind": "cpu", "threads": 1})
+        assert seen["engine"] == {"kind": "cpu", "threads": 1}
+        assert callable(load_processor(f"{module.__name__}:without_engine", None,
+                                       {"kind": "auto", "threads": None, "cpu_precision": "f32"}))
+        with pytest.raises(ConfigError, match="takes no engine settings"):
+            load_processor(f"{module.__name__}:without_engine", None, {"kind": "cuda"})
+    finally:
+        del sys.modules[module.__name__]
+
+
 def test_policy_and_uid_checks() -> None:
     policy = StoragePolicy.default()
     assert "1.2.840.10008.5.1.4.1.1.2" in policy.sop_classes
