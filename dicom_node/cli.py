@@ -63,6 +63,8 @@ def register_serve(sub: argparse._SubParsersAction, processor: str | None = None
     p.add_argument("--spool", type=Path, help="spool folder (instances, index, work)")
     p.add_argument("--bundle", type=Path, help="model bundle folder given to the processor")
     p.add_argument("--processor", help="processor factory as module:function")
+    p.add_argument("--engine", help="inference engine given to the processor (processing.engine: auto, "
+                                    "tensorrt, ort-tensorrt, cuda, openvino, cpu, triton)")
     p.add_argument("--destination", action="append", default=[], metavar="AE@HOST:PORT",
                    help="result destination (repeatable); 'sender[:PORT]' = back to the sender")
     p.add_argument("--allow-calling-ae", action="append", default=[], metavar="AE[@HOST]",
@@ -80,6 +82,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
                                 (args.bind, "node", "bind_address"), (args.spool, "spool", "directory"),
                                 (args.bundle, "processing", "bundle"),
                                 (args.processor, "processing", "processor"),
+                                (args.engine, "processing", "engine"),
                                 (args.idle_timeout, "series", "idle_timeout_s"),
                                 (args.metrics_port, "metrics", "port"),
                                 (args.stl_dir, "send", "stl_export_dir")):

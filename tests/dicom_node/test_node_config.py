@@ -93,3 +93,17 @@ def test_json_logs_drop_patient_identifiers() -> None:
     record.PatientName, record.patient_id, record.series = "DOE^JOHN", "123", "1.2.3"
     line = JsonFormatter().format(record)
     assert "DOE" not in line and "123" not in line and "1.2.3" in line
+
+
+def test_serve_flags_override_the_engine() -> None:
+    import argparse
+
+    from dicom_node.cli import _flag_overrides, register_serve
+
+    parser = argparse.ArgumentParser()
+    register_serve(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--engine", "cpu", "--port", "11112"])
+    overrides = _flag_overrides(args)
+    assert overrides["processing"] == {"engine": "cpu"} and overrides["node"] == {"port": 11112}
+    cfg = load_config(REPO / "deploy" / "node.example.toml", overrides, environ={})
+    assert cfg.processing.engine_options()["kind"] == "cpu"
