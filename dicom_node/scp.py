@@ -153,6 +153,7 @@ class StorageSCP:
         self._locks = [threading.Lock() for _ in range(_N_LOCKS)]
         self._open_lock = threading.Lock()
         self._open: set[str] = set()  # associations counted against max_associations
+        self._releasing: set[str] = set()  # associations whose peer asked to release
         self._server = None
         self.ae = self._make_ae()
 
@@ -181,11 +182,14 @@ class StorageSCP:
         dimse_fast.tune(event.assoc)
 
     def _on_acse_recv(self, event: evt.Event) -> None:
-        """A-RELEASE-RQ: make what this association stored visible in spool and index before
-        the A-RELEASE-RP goes out (a peer that queries right after release finds it)."""
+        """A-RELEASE-RQ: note it, and make what this association stored visible in spool and
+        index before the A-RELEASE-RP goes out (a peer that queries right after release finds it)."""
         primitive = event.primitive
-        if self.journal is not None and isinstance(primitive, A_RELEASE) and primitive.result is None:
-            self.journal.flush()
+        if isinstance(primitive, A_RELEASE) and primitive.result is None:
+            with self._open_lock:
+                self._releasing.add(_assoc_key(event))
+            if self.journal is not None:
+                self.journal.flush()
 
     def _on_requested(self, event: evt.Event) -> None:
         """Enforce the calling-AE allow-list (optionally per host), then the association limit."""
@@ -214,11 +218,21 @@ class StorageSCP:
 
     def _on_released(self, event: evt.Event) -> None:
         self._ended(event)
+        with self._open_lock:
+            self._releasing.discard(_assoc_key(event))
         self.tracker.association_ended(_assoc_key(event), released=True)
 
     def _on_closed(self, event: evt.Event) -> None:
+        """The connection closed. After an A-RELEASE-RQ this is a release, not an abort: the
+        peer may close its socket as soon as the A-RELEASE-RP is out, and pynetdicom's DUL
+        thread can report that before its association thread reports the release (the
+        series then waited for the idle timeout instead of completing at once)."""
         self._ended(event)
-        self.tracker.association_ended(_assoc_key(event), released=False)
+        key = _assoc_key(event)
+        with self._open_lock:
+            released = key in self._releasing or bool(event.assoc.is_released)
+            self._releasing.discard(key)
+        self.tracker.association_ended(key, released=released)
 
     # -- DIMSE ------------------------------------------------------------------------
     def _on_echo(self, event: evt.Event) -> int:

@@ -247,3 +247,26 @@ def test_part10_header_is_byte_identical_to_pynetdicom(syntax: str) -> None:
         ref = b"\0" * 128 + b"DICM" + encode_file_meta(
             create_file_meta(sop_class_uid=cls, sop_instance_uid=inst, transfer_syntax=syntax))
         assert part10_header(cls, inst, syntax) == ref
+
+
+def test_connection_closed_before_the_release_event_still_counts_as_released(tmp_path: Path) -> None:
+    """pynetdicom's DUL thread may report the peer's close before its association thread
+    reports the release it just answered; the series must still complete at once."""
+    from types import SimpleNamespace
+
+    from pynetdicom.pdu_primitives import A_RELEASE
+
+    node = _start(tmp_path)
+    try:
+        calls: list = []
+        node.scp.tracker = SimpleNamespace(association_ended=lambda key, released: calls.append(released))
+        assoc = SimpleNamespace(native_id=1, is_released=False)
+        node.scp._on_acse_recv(SimpleNamespace(assoc=assoc, primitive=A_RELEASE()))
+        node.scp._on_closed(SimpleNamespace(assoc=assoc))    # close reported first
+        node.scp._on_released(SimpleNamespace(assoc=assoc))  # then the release
+        assert calls == [True, True]
+        other = SimpleNamespace(native_id=2, is_released=False)
+        node.scp._on_closed(SimpleNamespace(assoc=other))    # no release asked: an abort
+        assert calls[-1] is False
+    finally:
+        node.stop()
