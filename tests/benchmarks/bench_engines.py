@@ -1,7 +1,8 @@
 """Per-window latency of every inference engine this machine has, on one bundle.
 
 Prints one JSON object: the machine (CPU model, GPU name), then for each engine kind
-(TensorRT, ONNX Runtime's TensorRT provider, ONNX Runtime CUDA, ONNX Runtime CPU) and
+(TensorRT, ONNX Runtime's TensorRT provider, ONNX Runtime CUDA, OpenVINO CPU in FP32 and,
+where the CPU has it, BF16 (``openvino-bf16``), ONNX Runtime CPU) and
 batch size either its latency (median ms per call and per window over ``--repeats``
 timed calls after warm-ups) or why it could not run here. ``--checkpoint`` adds
 PyTorch eager on the same architecture (CPU, and CUDA when present) as the reference.
@@ -17,6 +18,7 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +54,14 @@ def _time(call, batch: np.ndarray, repeats: int, warmup: int) -> dict:
 def engine_rows(bundle, batches, repeats: int, warmup: int, rng) -> list[dict]:
     window = tuple(bundle.manifest.preprocessing.window_zyx)
     rows = []
-    for kind in AUTO_ORDER:
+    variants = [(k, EngineConfig(kind=k)) for k in AUTO_ORDER]
+    variants.insert(AUTO_ORDER.index("openvino") + 1, ("openvino-bf16", EngineConfig(kind="openvino",
+                                                                                      cpu_precision="bf16")))
+    for kind, config in variants:
         for b in batches:
             row = {"engine": kind, "batch": b}
             try:
-                sel = select_engine(bundle, EngineConfig(kind=kind, batch_size=b))
+                sel = select_engine(bundle, replace(config, batch_size=b))
             except WbspineError as exc:
                 rows.append(row | {"unavailable": str(exc)[:300]})
                 break  # the same reason for every batch size
