@@ -39,18 +39,30 @@ def test_ort_io_binding_and_micro_batches_match_plain_run(conv):
     np.testing.assert_array_equal(plain, split)
 
 
-def test_ort_errors_are_typed(conv, tmp_path):
+def _openvino_engine(*args, **kwargs):
+    from appliance.engines.openvino import OpenVinoEngine
+
+    return OpenVinoEngine(*args, **kwargs)
+
+
+@pytest.mark.parametrize("make", [OrtEngine, _openvino_engine], ids=["onnxruntime", "openvino"])
+def test_engine_errors_are_typed(make, conv, tmp_path):
     with pytest.raises(EngineError, match="not found"):
-        OrtEngine(tmp_path / "missing.onnx")
+        make(tmp_path / "missing.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(EngineError, match="cannot load"):
-        OrtEngine(tmp_path / "junk.onnx")
+        make(tmp_path / "junk.onnx")
     with pytest.raises(EngineError, match="no input"):
-        OrtEngine(conv, input_name="wrong")
+        make(conv, input_name="wrong")
+    with pytest.raises(EngineError, match="no output"):
+        make(conv, output_name="wrong")
+    with pytest.raises(EngineError, match=r"\(N, 1, D, H, W\)"):
+        make(conv).run(np.zeros((1, 2, 4, 4, 4), np.float32))
+
+
+def test_ort_missing_provider_is_named(conv):
     with pytest.raises(EngineError, match="not available"):
         OrtEngine(conv, providers=["CUDAExecutionProvider", CPU])
-    with pytest.raises(EngineError, match=r"\(N, 1, D, H, W\)"):
-        OrtEngine(conv).run(np.zeros((1, 2, 4, 4, 4), np.float32))
 
 
 def test_automatic_choice_order():
@@ -182,26 +194,15 @@ def test_openvino_matches_ort_on_the_default_model():
     assert (ov.argmax(1) == ort.argmax(1)).mean() > 0.9999
 
 
-def test_openvino_errors_are_typed(conv, tmp_path):
+def test_openvino_settings_are_checked(conv):
     from appliance.engines.openvino import OpenVinoEngine
 
-    with pytest.raises(EngineError, match="not found"):
-        OpenVinoEngine(tmp_path / "missing.onnx")
-    (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(EngineError, match="cannot load"):
-        OpenVinoEngine(tmp_path / "junk.onnx")
-    with pytest.raises(EngineError, match="no input"):
-        OpenVinoEngine(conv, input_name="wrong")
-    with pytest.raises(EngineError, match="no output"):
-        OpenVinoEngine(conv, output_name="wrong")
     with pytest.raises(EngineError, match="precision"):
         OpenVinoEngine(conv, precision="int4")
     with pytest.raises(EngineError, match="streams"):
         OpenVinoEngine(conv, streams=0)
     with pytest.raises(EngineError, match="device"):
         OpenVinoEngine(conv, device="NPU")
-    with pytest.raises(EngineError, match=r"\(N, 1, D, H, W\)"):
-        OpenVinoEngine(conv).run(np.zeros((1, 2, 4, 4, 4), np.float32))
 
 
 def test_openvino_bf16_runs_close_to_fp32_or_is_refused_clearly(conv):
