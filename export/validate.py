@@ -65,6 +65,7 @@ def validate_bundle(bundle_dir: str | Path, dataset_dir: str | Path, splits: tup
     result, md = report(held_out or per_case, data.split("train"),
                         title=f"{RECORD_HEADING[2:]} ({', '.join(splits)} split of "
                               f"{Path(dataset_dir).name}, on each case's own grid)")
+    md = md.rstrip("\n") + f"\n\nEngine: `{runner.name}`.\n"
     seen = {k: v for k, v in per_case.items() if v["seen_in_training"]}
     if seen and held_out:
         extra, extra_md = report(seen, (), title="Cases seen in training (not held out)")

@@ -43,6 +43,7 @@ def test_validation_is_scored_on_each_case_grid_and_recorded(bundle, dataset, ca
         assert e["dice"] == m["dice"] and 0.0 <= (m["dice"] or 0.0) <= 1.0
     assert "(seen in training)" in md and "Cases seen in training" in md
     assert result["engine"] == "openvino:CPU:f32"  # the appliance's automatic CPU engine
+    assert "Engine: `openvino:CPU:f32`." in md  # the card says what was validated
     ort, _ = validate_bundle(bundle, dataset, ("test",), engine=EngineConfig(kind="cpu"))
     assert ort["engine"] == "onnxruntime:CPUExecutionProvider"
     for name, e in ort["table3"].items():  # FP32 on both engines: the same segmentation
