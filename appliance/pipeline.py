@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,11 +48,13 @@ class StudyResult:
 
 def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
                   engine: EngineConfig = EngineConfig(), config: InferenceConfig = InferenceConfig(),
-                  outputs: bool = True, progress=None) -> StudyResult:
+                  outputs: bool = True, progress=None, runner=None) -> StudyResult:
     """Segment, measure and write every result of the series in ``series_dir``.
 
     ``series_dir`` may also be a NIfTI file: then there is no DICOM source to reference,
-    and only the STL models are written besides labels and measurements.
+    and only the STL models are written besides labels and measurements. ``runner``: an
+    engine already built (kept open, e.g. the node's); else one is built from ``engine``
+    for this study and closed after it.
     """
     from appliance.engines.select import select_engine
     from appliance.measure.api import measure
@@ -61,11 +64,14 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     bundle = bundle or load_bundle(DEFAULT_BUNDLE_DIR)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runner = select_engine(bundle, replace(engine, batch_size=config.batch_size)).engine
+    own = runner is None
+    if own:
+        runner = select_engine(bundle, replace(engine, batch_size=config.batch_size)).engine
     try:
         seg = run_inference(series_dir, bundle, runner, config, progress)
     finally:
-        runner.close()
+        if own:
+            runner.close()
     timing = dict(seg.timing_s)
     paths: dict[str, Path] = {"labels": write_nifti(seg.labels, out / "labels.nii.gz")}
 
@@ -95,9 +101,10 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
 def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
     """The node's processor factory (``processing.processor = "appliance.pipeline:make_processor"``).
 
-    Loads and verifies the bundle, and builds the configured engine once (``engine``:
-    :class:`EngineConfig` fields), at start, so a tampered bundle or an engine this box
-    cannot run stops the node with a clear error instead of failing every job later.
+    Loads and verifies the bundle and builds the configured engine (``engine``:
+    :class:`EngineConfig` fields) once, at start: a tampered bundle or an engine this box
+    cannot run stops the node with a clear error instead of failing every job later, and
+    no study pays for building the engine again (a TensorRT plan takes seconds to load).
     """
     from appliance.engines.select import select_engine
     from appliance.errors import EngineError
@@ -107,12 +114,13 @@ def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
         config = EngineConfig(**(engine or {}))
     except TypeError as exc:
         raise EngineError(f"unknown engine setting: {exc}") from None
-    probe = select_engine(bundle, config)
+    runner = select_engine(bundle, replace(config, batch_size=InferenceConfig().batch_size)).engine
     log.info("processor: bundle %s %s, engine %s", bundle.manifest.model.name, bundle.manifest.model.version,
-             probe.engine.name)
-    probe.engine.close()
+             runner.name)
+    lock = threading.Lock()  # one study at a time on the engine (the node's worker is one thread)
 
     def process(series_dir: Path, work_dir: Path) -> list[Path]:
-        return process_study(series_dir, work_dir, bundle, engine=config).dicom_files
+        with lock:
+            return process_study(series_dir, work_dir, bundle, runner=runner).dicom_files
 
     return process

@@ -10,16 +10,22 @@ from appliance.pipeline import make_processor
 from tests.appliance.inference.inference_helpers import make_bundle
 
 
-def test_processor_runs_the_configured_engine(small_study, tmp_path):
+def test_processor_builds_the_configured_engine_once_for_every_study(small_study, tmp_path, monkeypatch):
+    from appliance.engines import select
     from appliance.phantom.dicom_series import write_ct_series
 
+    built = []
+    real = select.select_engine
+    monkeypatch.setattr(select, "select_engine", lambda *a, **k: built.append(1) or real(*a, **k))
     bundle = make_bundle(tmp_path / "bundle", window=(16, 32, 32), spacing=(2.5, 2.5, 2.5))
     series = write_ct_series(small_study, tmp_path / "dicom")
     process = make_processor(bundle, engine={"kind": "cpu", "threads": 1})
-    files = process(series, tmp_path / "work")
-    assert files and all(p.suffix == ".dcm" and p.is_file() for p in files)
-    timing = json.loads((tmp_path / "work" / "timing.json").read_text())
-    assert timing["engine"] == "onnxruntime:CPUExecutionProvider"
+    for study in ("a", "b"):
+        files = process(series, tmp_path / study)
+        assert files and all(p.suffix == ".dcm" and p.is_file() for p in files)
+        timing = json.loads((tmp_path / study / "timing.json").read_text())
+        assert timing["engine"] == "onnxruntime:CPUExecutionProvider"
+    assert len(built) == 1  # at start only
 
 
 def test_engine_this_box_cannot_run_stops_the_processor_at_start(tmp_path):
