@@ -29,8 +29,8 @@ Precision = Literal["f32", "bf16"]
 #: compiled shapes kept per engine (the sliding window uses one; a safety bound for odd callers)
 MAX_COMPILED_SHAPES = 4
 #: windows in flight at once, each on its share of the threads. Two single-thread streams
-#: beat one two-thread stream on the 2-core box (86.9 vs 95.6 ms/window, FP32, best of 5):
-#: the instance norms of 8-16 channels parallelise poorly inside one window.
+#: were never slower than one two-thread stream on the 2-core box (FP32, best of 3-5: 67.1 vs
+#: 69.1 ms/window quiet, 86.9 vs 95.6 loaded): 8-16-channel instance norms parallelise poorly.
 DEFAULT_STREAMS = 2
 
 
@@ -126,23 +126,17 @@ class OpenVinoEngine:
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = check_batch(batch)
         m = self.micro_batch
-        chunks = [x[i:i + m] for i in range(0, x.shape[0], m)]
         try:
-            if self.streams > 1:
-                return np.concatenate(self._run_streams(chunks), axis=0)
-            return np.concatenate([self._run(c) for c in chunks], axis=0)
+            out = self._run_chunks([x[i:i + m] for i in range(0, x.shape[0], m)])
         except EngineError:
             raise
         except Exception as exc:
             raise EngineError(f"OpenVINO failed on a batch of shape {x.shape}: {exc}") from exc
+        return out[0] if len(out) == 1 else np.concatenate(out, axis=0)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        requests, port = self._request(tuple(x.shape))
-        return np.array(requests[0].infer({self.input_name: x})[port], dtype=np.float32, copy=True)
-
-    def _run_streams(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+    def _run_chunks(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         """Chunks run ``streams`` at a time, each on its own request (the last chunk of a
-        batch may have another shape: it runs on its own)."""
+        batch may have another shape: it runs on its own compiled model)."""
         out: list[np.ndarray] = []
         k = 0
         while k < len(chunks):
@@ -156,6 +150,7 @@ class OpenVinoEngine:
                 k += 1
             for request in group:
                 request.wait()
+                # the request's output buffer is reused by its next call: copy it out
                 out.append(np.array(request.get_tensor(port).data, dtype=np.float32, copy=True))
         return out
 
