@@ -15,10 +15,10 @@ from appliance.labels import LABEL_NAMES, LEVELS, Label
 from appliance.measure import definitions as d
 from appliance.measure.bodies import Body, find_bodies, name_levels
 from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
-from appliance.measure.geometry import voxel_points_mm
+from appliance.measure.geometry import spacing_mm, voxel_points_mm
 from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
 from appliance.measure.rotation import SMALL_SECTION_VOX, angle_range, left_axis, section_voxels, smooth_profile
-from appliance.measure.spinal import sagittal_parameters
+from appliance.measure.spinal import UNCERTAIN_DEG, sagittal_parameters
 
 SCHEMA = "wbspine.measurements/1"
 
@@ -149,6 +149,10 @@ def _rotations(named: dict, affine: np.ndarray, hip_left: np.ndarray | None, war
         half.append(0.5 * (hi - lo))
     for n, v in zip(measured, smooth_profile(np.array(centre), np.array(half))):
         rotation[n] = float(v)
+    coarse = [f"{n} ±{h:.1f}°" for n, h in zip(measured, half) if h > UNCERTAIN_DEG]
+    if coarse:
+        warnings.append(f"vertebral rotation: the voxels are too coarse to fix it better than {', '.join(coarse)}; "
+                        f"the value given is the one that fits the neighbouring vertebrae best")
     if flat:
         warnings.append(f"rotation not measured for {', '.join(flat)}: cross-section too close to circular")
     return rotation
@@ -191,7 +195,8 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     heads, hip_center, hip_left = _hips(labels, affine, midline, warnings)
     named = {n: (b, p) for n, b, p in zip(names, bodies, plates) if n in LEVELS}
     result: dict = {"schema": SCHEMA}
-    result.update(sagittal_parameters(named, s1, hip_center, warnings))
+    result.update(sagittal_parameters(named, s1, hip_center, warnings,
+                                      voxel_mm=float(spacing_mm(affine).max())))
     result["vertebral_rotation_deg"] = _rotations(named, affine, hip_left, warnings)
     result["vertebrae"] = [
         {"name": n, "centroid_mm": _vec(b.centroid_mm, 3),

@@ -39,6 +39,9 @@ class Plane:
     center_mm: np.ndarray  # centroid of the fitted surface patch
     normal: np.ndarray  # unit, pointing superiorly
     n_points: int
+    #: (sagittal, coronal) width in degrees of the tilt range the voxels allow (0 when
+    #: not known: the surface fit was kept)
+    open_deg: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,9 @@ def refine(plane: Plane | None, mask: np.ndarray, affine: np.ndarray, offset_zyx
                        ambiguous_deg=ambiguous_deg)
     if got is None:
         return plane
-    centre, normal, margin = got
-    if margin < MIN_MARGIN_VOX or normal @ n_out < np.cos(np.radians(MAX_REFINE_CHANGE_DEG)):
+    if got.margin_vox < MIN_MARGIN_VOX or got.normal @ n_out < np.cos(np.radians(MAX_REFINE_CHANGE_DEG)):
         return plane
-    return Plane(centre, superior(normal), plane.n_points)
+    return Plane(got.centre_mm, superior(got.normal), plane.n_points, (float(got.open_deg[0]), float(got.open_deg[1])))
 
 
 def fill_pits(body: Body) -> Body:

@@ -15,9 +15,15 @@ planes satisfying them all:
   one or two voxel layers leaves its tilt open by several degrees, and then the
   reference decides within what the voxels allow;
 - offset: the middle of the offsets allowed at that slope.
+
+The width of the feasible slope box is returned too (``Refined.open_deg``): how many
+degrees of sagittal and coronal tilt the voxels leave open. It is the measurement's
+honest uncertainty where a face lies within a voxel layer or two.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -38,6 +44,13 @@ MAX_COLUMNS = 400
 AMBIGUOUS_DEG = 1.0
 
 
+class Refined(NamedTuple):
+    centre_mm: np.ndarray
+    normal: np.ndarray  # unit, outward
+    margin_vox: float  # smallest slack of the constraints at the estimate
+    open_deg: np.ndarray  # (sagittal, coronal) width of the tilt range the voxels allow
+
+
 def refine_plane(
     mask: np.ndarray,
     affine: np.ndarray,
@@ -47,15 +60,15 @@ def refine_plane(
     min_columns: int = 6,
     prior_normal: np.ndarray | None = None,
     ambiguous_deg: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, float] | None:
+) -> Refined | None:
     """Refine the face of ``mask`` near the plane (``point_mm``, ``outward_normal``).
 
     ``prior_normal`` is the reference direction of the tilt (default: the given
     normal); ``ambiguous_deg`` overrides ``AMBIGUOUS_DEG`` (``inf``: always the box
     centre, no reference). Columns farther than ``MAX_COLUMN_OFFSET_VOX`` from the initial plane are
     ignored; if no plane satisfies all the others, the fewest that must give way are
-    dropped (at most ``OUTLIER_SHARE``). Returns (centre in mm, unit outward normal,
-    smallest slack in voxels) or None when too few columns qualify.
+    dropped (at most ``OUTLIER_SHARE``). Returns the :class:`Refined` plane or None
+    when too few columns qualify.
     """
     n = unit(outward_normal)
     m_zyx = affine[:3, :3][:, ::-1]  # (z, y, x) index → mm
@@ -110,7 +123,9 @@ def refine_plane(
         ref, denom = n, n @ m_zyx[:, ax]
     ref_slope = -np.array([ref @ m_zyx[:, others[0]], ref @ m_zyx[:, others[1]]]) / denom
     wide = AMBIGUOUS_DEG if ambiguous_deg is None else ambiguous_deg
-    x = _closest(g_mat[ok], h_vec[ok], _target(g_mat[ok], h_vec[ok], ref_slope, per_deg, wide), per_deg)
+    g_fin, h_fin = g_mat[ok], h_vec[ok]
+    box = _box(g_fin, h_fin)
+    x = _closest(g_fin, h_fin, _target(box, ref_slope, per_deg, wide), per_deg)
     if x is None:
         return None
     # Rim columns whose next voxel lies within the current plane estimate are plate
@@ -119,8 +134,10 @@ def refine_plane(
     extra = ~inner[cols] & (val < 1.0 - RIM_SLACK_VOX) & (val > 0.0)
     if extra.any():
         g2, h2 = np.r_[g_mat[ok], -rows[extra]], np.r_[h_vec[ok], 1.0 + s * jj[extra]]
-        x_new = _closest(g2, h2, _target(g2, h2, ref_slope, per_deg, wide), per_deg)
-        x = x if x_new is None else x_new
+        box2 = _box(g2, h2)
+        x_new = _closest(g2, h2, _target(box2, ref_slope, per_deg, wide), per_deg)
+        if x_new is not None:
+            x, box = x_new, box2
     margin = float(np.min(g_mat[ok] @ x + h_vec[ok]))
     a, b, c = x
     tu = np.zeros(3)
@@ -133,7 +150,11 @@ def refine_plane(
     centre = np.zeros(3)
     centre[others[0]], centre[others[1]], centre[ax] = u0, v0, c
     centre_mm = (centre + np.asarray(offset_zyx, float)) @ m_zyx.T + affine[:3, 3]
-    return centre_mm, normal, margin
+    open_deg = np.zeros(2)
+    if box is not None:  # column axis x (index 2) is left–right: coronal; the other one sagittal
+        for i, axis in enumerate(others):
+            open_deg[1 if axis == 2 else 0] = max(open_deg[1 if axis == 2 else 0], 2.0 * box[1][i] / per_deg[i])
+    return Refined(centre_mm, normal, margin, open_deg)
 
 
 def _consistent(g: np.ndarray, h: np.ndarray) -> np.ndarray | None:
@@ -155,20 +176,31 @@ def _consistent(g: np.ndarray, h: np.ndarray) -> np.ndarray | None:
     return x
 
 
-def _target(g: np.ndarray, h: np.ndarray, ref_slope: np.ndarray, per_deg: np.ndarray, wide_deg: float) -> np.ndarray:
-    """Slope to aim for: the centre of the feasible slope box, moved toward the reference
-    by as much as the box's half-width exceeds ``wide_deg`` / 2. A tight box (the
-    usual case at 1 mm voxels) gives its centre; a wide one (a face within one voxel
-    layer) gives the reference as long as it stays that far inside the box."""
+def _box(g: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centre and half-width of the feasible slope box (the range of each slope over
+    the planes with g·x + h ≥ 0), or None when a range is unbounded."""
     centre, half = np.zeros(2), np.zeros(2)
     for i in range(2):
         ends = []
         for sign in (1.0, -1.0):
             res = linprog(sign * np.eye(3)[i], A_ub=-g, b_ub=h, bounds=[(None, None)] * 3, method="highs")
             if not res.success:
-                return ref_slope
+                return None
             ends.append(res.x[i])
         centre[i], half[i] = 0.5 * (ends[0] + ends[1]), 0.5 * (ends[1] - ends[0])
+    return centre, half
+
+
+def _target(box: tuple[np.ndarray, np.ndarray] | None, ref_slope: np.ndarray, per_deg: np.ndarray,
+            wide_deg: float) -> np.ndarray:
+    """Slope to aim for: the centre of the feasible slope box, moved toward the reference
+    by as much as the box's half-width exceeds ``wide_deg`` / 2. A tight box (the
+    usual case at 1 mm voxels) gives its centre; a wide one (a face within one voxel
+    layer) gives the reference as long as it stays that far inside the box (``box``:
+    :func:`_box`; None gives the reference)."""
+    if box is None:
+        return ref_slope
+    centre, half = box
     room = np.maximum(half - 0.5 * wide_deg * per_deg, 0.0)
     return centre + np.clip(ref_slope - centre, -room, room)
 

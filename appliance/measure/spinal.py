@@ -1,7 +1,10 @@
 """Coronal curves, sagittal angles and pelvic parameters from fitted planes and points.
 
 Applies :mod:`appliance.measure.definitions` to the estimated vectors; a parameter whose
-inputs are missing is ``None`` and a warning says which input is missing.
+inputs are missing is ``None`` and a warning says which input is missing. A parameter
+whose endplates the voxels leave open by more than ``UNCERTAIN_DEG`` either way (coarse
+voxels, a face within one voxel layer: :attr:`Plane.open_deg`) keeps its value and gets
+a warning with that bound.
 """
 
 from __future__ import annotations
@@ -12,6 +15,24 @@ from appliance.labels import LEVELS
 from appliance.measure import definitions as d
 from appliance.measure.bodies import Body
 from appliance.measure.endplates import Endplates, Plane
+
+#: Half-width (degrees) of the range an angle's voxels allow above which a warning says so.
+UNCERTAIN_DEG = 2.0
+_SAG, _COR = 0, 1
+
+
+def uncertainty_warning(what: str, plates: list[tuple[str, Plane, int]], warnings: list[str],
+                        chosen: str = "the one that fits the neighbouring vertebrae best",
+                        extra_deg: float = 0.0) -> None:
+    """Warn when the voxels leave ``what`` open by more than ±``UNCERTAIN_DEG``: half the
+    summed tilt ranges of its (label, plane, axis) endplates (0 sagittal, 1 coronal),
+    plus ``extra_deg`` from other inputs (e.g. a point known to half a voxel)."""
+    widths = [(label, float(plane.open_deg[axis])) for label, plane, axis in plates]
+    half = 0.5 * sum(w for _, w in widths) + extra_deg
+    if half > UNCERTAIN_DEG:
+        ranges = ", ".join(f"{label} over {w:.1f}°" for label, w in widths)
+        warnings.append(f"{what}: the voxels are too coarse to fix it better than ±{half:.1f}° "
+                        f"(they leave the tilt of {ranges} open); the value given is {chosen}")
 
 
 def _plates(named: dict[str, tuple[Body, Endplates | None]], name: str, what: str, warnings: list[str]):
@@ -42,27 +63,46 @@ def sagittal_parameters(
     s1: Plane | None,
     hip_center_mm: np.ndarray | None,
     warnings: list[str],
+    voxel_mm: float = 0.0,
 ) -> dict:
     """Cobb, kyphosis (T1–T12, T4–T12), lordosis (L1–L5, L1–S1), SS, PT, PI."""
     out: dict = {}
     cobb, curves = coronal(named, warnings)
     out["cobb"] = cobb
     out["curves"] = curves
+    if cobb is not None:
+        upper, lower = cobb["upper_end_vertebra"], cobb["lower_end_vertebra"]
+        uncertainty_warning("Cobb angle", [(f"{upper} superior", named[upper][1].superior, _COR),
+                                           (f"{lower} inferior", named[lower][1].inferior, _COR)], warnings)
 
-    def pair(upper: str, lower: str, key: str, fn) -> None:
+    def pair(upper: str, lower: str, key: str, fn, what: str) -> None:
         a = _plates(named, upper, key, warnings)
         b = _plates(named, lower, key, warnings)
         out[key] = None if a is None or b is None else fn(a.superior.normal, b.inferior.normal)
+        if out[key] is not None:
+            uncertainty_warning(what, [(f"{upper} superior", a.superior, _SAG),
+                                       (f"{lower} inferior", b.inferior, _SAG)], warnings)
 
-    pair("T1", "T12", "thoracic_kyphosis_deg", d.kyphosis_deg)
-    pair("T4", "T12", "thoracic_kyphosis_t4_t12_deg", d.kyphosis_deg)
-    pair("L1", "L5", "lumbar_lordosis_deg", d.lordosis_deg)
+    pair("T1", "T12", "thoracic_kyphosis_deg", d.kyphosis_deg, "thoracic kyphosis (T1–T12)")
+    pair("T4", "T12", "thoracic_kyphosis_t4_t12_deg", d.kyphosis_deg, "thoracic kyphosis (T4–T12)")
+    pair("L1", "L5", "lumbar_lordosis_deg", d.lordosis_deg, "lumbar lordosis (L1–L5)")
     l1 = _plates(named, "L1", "lumbar_lordosis_l1_s1_deg", warnings)
     out["lumbar_lordosis_l1_s1_deg"] = None if l1 is None or s1 is None else d.lordosis_deg(l1.superior.normal, s1.normal)
+    if out["lumbar_lordosis_l1_s1_deg"] is not None:
+        uncertainty_warning("lumbar lordosis (L1–S1)", [("L1 superior", l1.superior, _SAG), ("the S1 plate", s1, _SAG)],
+                            warnings)
     out["sacral_slope_deg"] = None if s1 is None else d.sacral_slope_deg(s1.normal)
     if s1 is None or hip_center_mm is None:
         out["pelvic_tilt_deg"] = out["pelvic_incidence_deg"] = None
     else:
         out["pelvic_tilt_deg"] = d.pelvic_tilt_deg(s1.center_mm, hip_center_mm)
         out["pelvic_incidence_deg"] = d.pelvic_incidence_deg(s1.center_mm, s1.normal, hip_center_mm)
+    if s1 is not None:
+        uncertainty_warning("sacral slope", [("the S1 plate", s1, _SAG)], warnings, chosen="the middle of that range")
+    if out["pelvic_incidence_deg"] is not None:
+        # plus the plate centre's position, known to half a voxel, seen from the hip axis
+        reach = float(np.linalg.norm(np.asarray(hip_center_mm) - s1.center_mm))
+        extra = float(np.degrees(np.arctan2(0.5 * voxel_mm, reach))) if reach > 0 else 0.0
+        uncertainty_warning("pelvic incidence", [("the S1 plate", s1, _SAG)], warnings,
+                            chosen="the middle of that range", extra_deg=extra)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from appliance.measure.geometry import fit_plane, fit_sphere, surface, voxel_points_mm
 from appliance.measure.planefit import refine_plane
@@ -54,4 +55,22 @@ def test_refined_endplates_of_a_coarse_wedged_body():
     for n_true, out in ((sup, sup), (inf, -inf)):
         got = refine_plane(mask, aff, (0, 0, 0), voxel_points_mm(mask, aff).mean(axis=0) + 13.0 * out, out)
         assert got is not None
-        assert angle_deg(got[1], n_true) < 1.5
+        assert angle_deg(got.normal, n_true) < 1.5
+        # a 2.5 mm face leaves some tilt open, never tens of degrees
+        assert np.all(got.open_deg >= 0.0) and np.all(got.open_deg < 10.0)
+
+
+@pytest.mark.parametrize("voxel_mm", [2.5, 0.5])
+def test_open_range_of_a_flat_face_is_one_voxel_over_the_face(voxel_mm):
+    """A flat endplate lies within one voxel layer: any tilt up to about one voxel across
+    the face fits the same voxels, and ``open_deg`` says so (≈ 2·atan(voxel / extent))."""
+    n = int(round(80.0 / voxel_mm))
+    aff = grid_affine((voxel_mm,) * 3, origin=(-40.0, -40.0, -40.0))
+    pts = lps_grid((n, n, n), aff)
+    flat = tilt(0.0, 0.0)
+    mask = body(pts, [0.3, 0.7, 0.4], flat, [1, 0, 0], 22.0, 17.0, flat, flat, 27.0)
+    got = refine_plane(mask, aff, (0, 0, 0), voxel_points_mm(mask, aff).mean(axis=0) + 13.0 * flat, flat)
+    assert got is not None and angle_deg(got.normal, flat) < 0.5
+    for extent_mm, width in ((34.0, got.open_deg[0]), (44.0, got.open_deg[1])):  # sagittal: depth, coronal: width
+        expected = 2.0 * np.degrees(np.arctan(voxel_mm / extent_mm))
+        assert expected * 0.95 < width < expected * 1.2, (voxel_mm, extent_mm, width, expected)

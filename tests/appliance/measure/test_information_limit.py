@@ -14,6 +14,7 @@ phantom.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -73,3 +74,14 @@ def test_no_measurement_is_within_2deg_of_both(pair):
     # ours lies between the two truths, i.e. inside what the map allows
     lo, hi = sorted(s.truth["lumbar_lordosis_deg"] for s in pair)
     assert lo - 0.5 <= got <= hi + 0.5
+
+
+def test_the_warning_states_at_least_that_much(pair):
+    """The measurement says how far the voxels leave lordosis open, and its bound covers
+    the ambiguity shown above (half of the 5° between the two phantoms)."""
+    plain, _ = pair
+    m = measure(plain.labels.array, plain.labels.affine)
+    hits = [w for w in m["warnings"] if w.startswith("lumbar lordosis (L1–L5)")]
+    assert len(hits) == 1
+    stated = float(re.search(r"±(\d+\.\d)°", hits[0]).group(1))
+    assert stated >= TURN_DEG / 2
