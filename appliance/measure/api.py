@@ -151,7 +151,7 @@ def _rotations(named: dict, affine: np.ndarray, hip_left: np.ndarray | None, war
         rotation[n] = float(v)
     coarse = [f"{n} ±{h:.1f}°" for n, h in zip(measured, half) if h > UNCERTAIN_DEG]
     if coarse:
-        warnings.append(f"vertebral rotation: the voxels are too coarse to fix it better than {', '.join(coarse)}; "
+        warnings.append(f"vertebral rotation: the voxels alone fix it only to {', '.join(coarse)}; "
                         f"the value given is the one that fits the neighbouring vertebrae best")
     if flat:
         warnings.append(f"rotation not measured for {', '.join(flat)}: cross-section too close to circular")

@@ -86,15 +86,24 @@ def fit_face(surf: Surface, reference_mm: np.ndarray, direction: np.ndarray, flo
 
 
 def refine(plane: Plane | None, mask: np.ndarray, affine: np.ndarray, offset_zyx, outward: np.ndarray,
-           prior_normal: np.ndarray | None = None, ambiguous_deg: float | None = None) -> Plane | None:
+           prior_normal: np.ndarray | None = None, ambiguous_deg: float | None = None,
+           solid: np.ndarray | None = None, core_fallback: float | None = None) -> Plane | None:
     """Sub-voxel refinement of a surface fit (:func:`planefit.refine_plane`, with the
-    optional tilt prior); the surface fit is kept when the voxels contradict any single
-    plane or the change exceeds 10°."""
+    optional tilt prior and ``solid``); the surface fit is kept when the voxels contradict
+    any single plane or the change exceeds 10°. With ``core_fallback``, a face whose
+    columns contradict each other is refined again with two-sided columns only in that
+    share of its radius (near a steep wall, rim columns end at the wall, not the face)."""
     if plane is None:
         return None
     n_out = plane.normal if plane.normal @ outward > 0 else -plane.normal
     got = refine_plane(mask, affine, offset_zyx, plane.center_mm, n_out, prior_normal=prior_normal,
-                       ambiguous_deg=ambiguous_deg)
+                       ambiguous_deg=ambiguous_deg, solid=solid)
+    # a digital plane always leaves some tilt open: a box of no width means the columns
+    # only just agree, on a plane no face has (as contradictory as dropped columns)
+    if got is not None and core_fallback is not None and (got.dropped or np.min(got.open_deg) < 1e-3):
+        core = refine_plane(mask, affine, offset_zyx, plane.center_mm, n_out, prior_normal=prior_normal,
+                            ambiguous_deg=ambiguous_deg, solid=solid, core_fraction=core_fallback)
+        got = core if core is not None and not core.dropped and np.min(core.open_deg) >= 1e-3 else got
     if got is None:
         return plane
     if got.margin_vox < MIN_MARGIN_VOX or got.normal @ n_out < np.cos(np.radians(MAX_REFINE_CHANGE_DEG)):

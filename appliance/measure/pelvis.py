@@ -12,7 +12,8 @@ Definitions used:
   surface there (within 50° of the body's inferior-endplate normal, then within 30° of
   the first fit), fitted as a robust plane, then refined on the voxel columns
   (:func:`planefit.refine_plane`, centre of the feasible slope box, no tilt prior: the
-  L5–S1 wedge varies too much). Centre = that plane's point at the patch centroid.
+  L5–S1 wedge varies too much; columns the search cylinder cut give lower bounds only,
+  and when the columns contradict each other only the inner 80 % bound it from above). Centre = that plane's point at the patch centroid.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ from appliance.measure.geometry import (
 MIN_HEAD_MM3 = 1000.0
 S1_SEARCH_BELOW_MM = 45.0
 S1_CYLINDER_FACTOR = 1.15
+#: When the S1 plate's voxel columns contradict each other (the sacrum's anterior wall is
+#: as steep as the plate, so rim columns can end at the wall), only columns within this
+#: share of the plate's radius bound it from both sides.
+S1_CORE_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -146,4 +151,6 @@ def s1_plate(
     if fit is None:
         return None
     c, n, keep = fit
-    return refine(Plane(c, superior(n), int(keep.sum())), region, affine, off, up, ambiguous_deg=np.inf)
+    # the search region cuts the sacrum: columns it cut bound the plate from below only
+    return refine(Plane(c, superior(n), int(keep.sum())), region, affine, off, up, ambiguous_deg=np.inf,
+                  solid=crop, core_fallback=S1_CORE_FRACTION)

@@ -49,6 +49,7 @@ class Refined(NamedTuple):
     normal: np.ndarray  # unit, outward
     margin_vox: float  # smallest slack of the constraints at the estimate
     open_deg: np.ndarray  # (sagittal, coronal) width of the tilt range the voxels allow
+    dropped: int  # constraints that had to give way (speckle, or columns capped by a wall)
 
 
 def refine_plane(
@@ -60,6 +61,8 @@ def refine_plane(
     min_columns: int = 6,
     prior_normal: np.ndarray | None = None,
     ambiguous_deg: float | None = None,
+    solid: np.ndarray | None = None,
+    core_fraction: float | None = None,
 ) -> Refined | None:
     """Refine the face of ``mask`` near the plane (``point_mm``, ``outward_normal``).
 
@@ -67,7 +70,11 @@ def refine_plane(
     normal); ``ambiguous_deg`` overrides ``AMBIGUOUS_DEG`` (``inf``: always the box
     centre, no reference). Columns farther than ``MAX_COLUMN_OFFSET_VOX`` from the initial plane are
     ignored; if no plane satisfies all the others, the fewest that must give way are
-    dropped (at most ``OUTLIER_SHARE``). Returns the :class:`Refined` plane or None
+    dropped (at most ``OUTLIER_SHARE``). ``solid`` (same shape, a superset of ``mask``)
+    is the whole structure when ``mask`` is a crop of it: a column whose next voxel is
+    still ``solid`` was cut by the crop, not by the face, and bounds the plane from
+    inside only. ``core_fraction`` keeps the two-sided constraints to the columns within
+    that share of the face's elliptic radius (the rim bounds from inside only). Returns the :class:`Refined` plane or None
     when too few columns qualify.
     """
     n = unit(outward_normal)
@@ -84,6 +91,14 @@ def refine_plane(
     others = [a for a in range(3) if a != ax]
     uv = np.argwhere(has)
     jk = j[has].astype(float)
+    cut = np.zeros(len(uv), bool)
+    if solid is not None:  # the voxel just beyond each column's outermost one
+        beyond = j[has] + s
+        inside_grid = (beyond >= 0) & (beyond < length)
+        probe = np.zeros((len(uv), 3), int)
+        probe[:, others[0]], probe[:, others[1]] = uv[:, 0], uv[:, 1]
+        probe[:, ax] = np.clip(beyond, 0, length - 1)
+        cut = inside_grid & solid[probe[:, 0], probe[:, 1], probe[:, 2]]
     idx = np.zeros((len(uv), 3))
     idx[:, others[0]], idx[:, others[1]], idx[:, ax] = uv[:, 0], uv[:, 1], jk
     idx += np.asarray(offset_zyx, float)
@@ -97,7 +112,14 @@ def refine_plane(
     # next to a wall (rim, notch) a column may leave the body through the wall instead
     grid = np.zeros(has.shape, bool)
     grid[uv[near, 0], uv[near, 1]] = True
-    inner = near & ndimage.binary_erosion(grid, border_value=0)[uv[:, 0], uv[:, 1]]
+    inner = near & ndimage.binary_erosion(grid, border_value=0)[uv[:, 0], uv[:, 1]] & ~cut
+    if core_fraction is not None and inner.sum() >= min_columns:
+        q = uv - uv[near].mean(axis=0)
+        cov = np.cov(q[near].T) + 1e-9 * np.eye(2)
+        r2 = np.einsum("ij,jk,ik->i", q, np.linalg.inv(cov), q)
+        core = inner & (r2 <= (2.0 * core_fraction) ** 2)
+        if core.sum() >= min_columns:
+            inner = core
     if inner.sum() < min_columns:
         return None
     u0, v0 = uv[inner, 0].mean(), uv[inner, 1].mean()
@@ -131,7 +153,9 @@ def refine_plane(
     # Rim columns whose next voxel lies within the current plane estimate are plate
     # columns, not walls: add their upper bounds as well and solve again.
     val = rows @ x - s * jj  # s·(t − j) for every near column
-    extra = ~inner[cols] & (val < 1.0 - RIM_SLACK_VOX) & (val > 0.0)
+    extra = ~inner[cols] & ~cut[cols] & (val < 1.0 - RIM_SLACK_VOX) & (val > 0.0)
+    if core_fraction is not None:
+        extra[:] = False
     if extra.any():
         g2, h2 = np.r_[g_mat[ok], -rows[extra]], np.r_[h_vec[ok], 1.0 + s * jj[extra]]
         box2 = _box(g2, h2)
@@ -140,21 +164,27 @@ def refine_plane(
             x, box = x_new, box2
     margin = float(np.min(g_mat[ok] @ x + h_vec[ok]))
     a, b, c = x
-    tu = np.zeros(3)
-    tv = np.zeros(3)
-    tu[others[0]], tu[ax] = 1.0, a
-    tv[others[1]], tv[ax] = 1.0, b
-    normal = unit(np.cross(m_zyx @ tu, m_zyx @ tv))
-    if normal @ n < 0:
-        normal = -normal
+
+    def normal_of(a: float, b: float) -> np.ndarray:
+        tu = np.zeros(3)
+        tv = np.zeros(3)
+        tu[others[0]], tu[ax] = 1.0, a
+        tv[others[1]], tv[ax] = 1.0, b
+        nn = unit(np.cross(m_zyx @ tu, m_zyx @ tv))
+        return -nn if nn @ n < 0 else nn
+
+    normal = normal_of(a, b)
     centre = np.zeros(3)
     centre[others[0]], centre[others[1]], centre[ax] = u0, v0, c
     centre_mm = (centre + np.asarray(offset_zyx, float)) @ m_zyx.T + affine[:3, 3]
     open_deg = np.zeros(2)
     if box is not None:  # column axis x (index 2) is left–right: coronal; the other one sagittal
         for i, axis in enumerate(others):
-            open_deg[1 if axis == 2 else 0] = max(open_deg[1 if axis == 2 else 0], 2.0 * box[1][i] / per_deg[i])
-    return Refined(centre_mm, normal, margin, open_deg)
+            step = np.eye(2)[i] * box[1][i]
+            ends = [normal_of(*(box[0] + sign * step)) for sign in (-1.0, 1.0)]
+            width = float(np.degrees(np.arccos(np.clip(ends[0] @ ends[1], -1.0, 1.0))))
+            open_deg[1 if axis == 2 else 0] = max(open_deg[1 if axis == 2 else 0], width)
+    return Refined(centre_mm, normal, margin, open_deg, int((~ok).sum()))
 
 
 def _consistent(g: np.ndarray, h: np.ndarray) -> np.ndarray | None:

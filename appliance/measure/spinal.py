@@ -31,7 +31,7 @@ def uncertainty_warning(what: str, plates: list[tuple[str, Plane, int]], warning
     half = 0.5 * sum(w for _, w in widths) + extra_deg
     if half > UNCERTAIN_DEG:
         ranges = ", ".join(f"{label} over {w:.1f}°" for label, w in widths)
-        warnings.append(f"{what}: the voxels are too coarse to fix it better than ±{half:.1f}° "
+        warnings.append(f"{what}: the voxels alone fix it only to ±{half:.1f}° "
                         f"(they leave the tilt of {ranges} open); the value given is {chosen}")
 
 

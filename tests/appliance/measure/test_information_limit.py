@@ -85,3 +85,18 @@ def test_the_warning_states_at_least_that_much(pair):
     assert len(hits) == 1
     stated = float(re.search(r"±(\d+\.\d)°", hits[0]).group(1))
     assert stated >= TURN_DEG / 2
+
+
+@pytest.mark.parametrize("study", [0, 8, 10])
+def test_no_error_over_2deg_goes_unannounced(study):
+    """Studies of ``bench_measure.py`` whose small phantoms have errors over 2° (lordosis
+    on 0 and 8, sacral slope on 8; pelvic incidence on 10 before the S1 plate's wall
+    columns were recognised): every such error comes with a warning whose ± covers it."""
+    from tests.benchmarks.bench_measure import ANGLES, evaluate, overrides
+
+    row = evaluate(study, "small", overrides(study, 20))
+    for short in ANGLES:
+        if row[short] is not None and abs(row[short]) > 2.0:
+            assert row["stated"][short] is not None and row["stated"][short] >= abs(row[short]), (short, row)
+    if row["rot_max"] > 2.0:
+        assert row["stated"]["rot_max"] is not None and row["stated"]["rot_max"] >= row["rot_max"], row
