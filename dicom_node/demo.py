@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicom_node.errors import WbspineError
+from dicom_node.tools import dcmtk
 
 SCANNER_AE, NODE_AE, PACS_AE = "CBCT_SIM", "WBSPINE", "DEMO_PACS"
 #: Parameters printed in the table: (measurements key, label).
@@ -143,8 +144,9 @@ def send_series(series_dir: Path, port: int) -> float:
     """The scanner: one association with every file of the series; returns seconds."""
     files = sorted(str(p) for p in series_dir.glob("*.dcm"))
     t = time.perf_counter()
-    if shutil.which("storescu"):
-        proc = subprocess.run(["storescu", "-aet", SCANNER_AE, "-aec", NODE_AE, "127.0.0.1", str(port), *files],
+    storescu = dcmtk("storescu")
+    if storescu:
+        proc = subprocess.run([storescu, "-aet", SCANNER_AE, "-aec", NODE_AE, "127.0.0.1", str(port), *files],
                               capture_output=True, text=True, env={**os.environ, "TCP_NODELAY": "1"})
         if proc.returncode != 0:
             raise DemoError(f"storescu failed: {proc.stderr[-1000:]}")

@@ -20,12 +20,13 @@ from dicom_node.service import NodeService
 from tests.appliance.inference.inference_helpers import make_bundle, rewrite_manifest
 from tests.dicom_node.conftest import free_port, node_config, wait_for
 from tests.dicom_node.node_processor import make_processor
+from dicom_node.tools import dcmtk_command
 
 WBSPINE = Path(sys.executable).with_name("wbspine")
 
 
 def _echo_ok(port: int) -> bool:
-    return subprocess.run(["echoscu", "-aec", "PACS", "127.0.0.1", str(port)], capture_output=True).returncode == 0
+    return subprocess.run([dcmtk_command("echoscu"), "-aec", "PACS", "127.0.0.1", str(port)], capture_output=True).returncode == 0
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def storescp(tmp_path: Path) -> Iterator[int]:
     port = free_port()
     out = tmp_path / "pacs-in"
     out.mkdir()
-    proc = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(out), str(port)],
+    proc = subprocess.Popen([dcmtk_command("storescp"), "-aet", "PACS", "-od", str(out), str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: _echo_ok(port), timeout_s=10)

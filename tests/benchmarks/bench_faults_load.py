@@ -32,6 +32,7 @@ from dicom_node.config import build_config  # noqa: E402
 from dicom_node.service import NodeService  # noqa: E402
 from tests.dicom_node.conftest import free_port, node_config  # noqa: E402
 from tests.dicom_node.node_processor import make_processor  # noqa: E402
+from dicom_node.tools import dcmtk_command
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 
@@ -73,7 +74,7 @@ def main() -> None:
     (control / "slow").write_text(str(delay))
     pacs_port, pacs_dir = free_port(), root / "pacs"
     pacs_dir.mkdir()
-    pacs = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(pacs_dir), "+B", str(pacs_port)], env=ENV,
+    pacs = subprocess.Popen([dcmtk_command("storescp"), "-aet", "PACS", "-od", str(pacs_dir), "+B", str(pacs_port)], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cfg = build_config(node_config(root / "spool", free_port(), node={"max_associations": scanners},
                                    series={"idle_timeout_s": 5},
@@ -96,7 +97,7 @@ def main() -> None:
 
     def scanner(k: int) -> None:
         for d in studies[k * per_scanner:(k + 1) * per_scanner]:
-            results.append(subprocess.run(["storescu", "-R", "-aet", f"SCANNER{k}", "-aec", "WBSPINE", "127.0.0.1",
+            results.append(subprocess.run([dcmtk_command("storescu"), "-R", "-aet", f"SCANNER{k}", "-aec", "WBSPINE", "127.0.0.1",
                                            str(node.port), *sorted(map(str, d.glob("*.dcm")))],
                                           env=ENV, capture_output=True, text=True))
 

@@ -45,6 +45,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from appliance.phantom import generate_study, write_study
+from dicom_node.tools import dcmtk_command
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
 REPEATS = 3
@@ -72,7 +73,7 @@ def free_port() -> int:
 
 def send(port: int, files: list[Path]) -> float:
     start = time.perf_counter()
-    subprocess.run(["storescu", "-R", "-aet", "BENCH", "-aec", "WBSPINE", "127.0.0.1", str(port),
+    subprocess.run([dcmtk_command("storescu"), "-R", "-aet", "BENCH", "-aec", "WBSPINE", "127.0.0.1", str(port),
                     *map(str, files)], env=ENV, check=True, capture_output=True)
     return time.perf_counter() - start
 
@@ -98,10 +99,10 @@ def bench_storescp(files: list[Path], root: Path) -> dict:
         out = root / f"scp{i}"
         out.mkdir()
         port = free_port()
-        proc = subprocess.Popen(["storescp", "-aet", "WBSPINE", "-od", str(out), "+B", str(port)], env=ENV)
+        proc = subprocess.Popen([dcmtk_command("storescp"), "-aet", "WBSPINE", "-od", str(out), "+B", str(port)], env=ENV)
         try:
             for _ in range(100):
-                if subprocess.run(["echoscu", "127.0.0.1", str(port)], env=ENV, capture_output=True).returncode == 0:
+                if subprocess.run([dcmtk_command("echoscu"), "127.0.0.1", str(port)], env=ENV, capture_output=True).returncode == 0:
                     break
                 time.sleep(0.05)
             c0, s0 = _children_cpu(), _proc_cpu(proc.pid)

@@ -26,6 +26,7 @@ from pydicom import dcmread
 from tests.appliance.inference.inference_helpers import make_bundle
 from tests.conftest import cached_study
 from tests.dicom_node.conftest import free_port, wait_for
+from dicom_node.tools import dcmtk, dcmtk_command
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = "0.1.0"
@@ -65,7 +66,8 @@ def _hard_limit(name: str) -> int:
 def _usable_podman() -> dict[str, str]:
     if os.environ.get("WBSPINE_SKIP_CONTAINER") == "1":
         pytest.skip("WBSPINE_SKIP_CONTAINER=1")
-    missing = [t for t in ("podman", "mmdebstrap", "runc", "storescu", "storescp", "echoscu") if not shutil.which(t)]
+    missing = [t for t in ("podman", "mmdebstrap", "runc") if not shutil.which(t)]
+    missing += [t for t in ("storescu", "storescp", "echoscu") if not dcmtk(t)]
     if missing:
         pytest.fail(f"the container test needs {missing}: run `make system-deps` (as root), "
                     "or set WBSPINE_SKIP_CONTAINER=1 to skip it deliberately")
@@ -90,7 +92,7 @@ def pacs(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """DCMTK storescp on 127.0.0.1 as the PACS (AE PACS); yields (port, folder it writes to)."""
     port, inbox = free_port(), tmp_path / "pacs"
     inbox.mkdir()
-    proc = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(inbox), str(port)],
+    proc = subprocess.Popen([dcmtk_command("storescp"), "-aet", "PACS", "-od", str(inbox), str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield port, inbox
@@ -100,7 +102,7 @@ def pacs(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 
 def _echo(port: int, called: str = "WBSPINE") -> bool:
-    return subprocess.run(["echoscu", "-aet", "SCANNER", "-aec", called, "127.0.0.1", str(port)],
+    return subprocess.run([dcmtk_command("echoscu"), "-aet", "SCANNER", "-aec", called, "127.0.0.1", str(port)],
                           capture_output=True, timeout=30).returncode == 0
 
 
@@ -205,7 +207,7 @@ def test_offline_image_receives_a_study_and_returns_results(tmp_path: Path, pacs
 
         write_ct_series(cached_study(4, "small"), series)
         t = time.perf_counter()
-        send = subprocess.run(["storescu", "+sd", "+r", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
+        send = subprocess.run([dcmtk_command("storescu"), "+sd", "+r", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
                                str(node_port), str(series)], capture_output=True, text=True, timeout=300,
                               env={**os.environ, "TCP_NODELAY": "1"})
         assert send.returncode == 0, send.stderr[-2000:]

@@ -17,6 +17,7 @@ import pytest
 from dicom_node.config import build_config
 from dicom_node.demo import free_port  # noqa: F401  (re-exported for the tests)
 from dicom_node.service import NodeService
+from dicom_node.tools import dcmtk_command
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -79,7 +80,7 @@ def start_node(tmp_path: Path) -> Iterator:
 def storescu(port: int, files: list[Path] | Path, calling: str = "SCANNER", called: str = "WBSPINE",
              check: bool = True, options: list[str] = ()) -> subprocess.CompletedProcess:
     paths = [str(files)] if isinstance(files, Path) else [str(f) for f in files]
-    cmd = ["storescu", "-R", *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port), *paths]
+    cmd = [dcmtk_command("storescu"), "-R", *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port), *paths]
     if isinstance(files, Path) and files.is_dir():
         cmd[1:1] = ["+sd", "+r"]
     proc = subprocess.run(cmd, env=NODELAY_ENV, capture_output=True, text=True, timeout=120)

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from tests.dicom_node.conftest import HERE, NODELAY_ENV, REPO, Orthanc, free_port, storescu, wait_for
+from dicom_node.tools import dcmtk_command
 
 
 class NodeProcess:
@@ -36,7 +37,7 @@ class NodeProcess:
 
     def _listening(self) -> bool:
         assert self.proc.poll() is None, (self.spool.parent / "node.log").read_text()[-3000:]
-        return subprocess.run(["echoscu", "127.0.0.1", str(self.port), "-aec", "WBSPINE"], env=NODELAY_ENV,
+        return subprocess.run([dcmtk_command("echoscu"), "127.0.0.1", str(self.port), "-aec", "WBSPINE"], env=NODELAY_ENV,
                               capture_output=True).returncode == 0
 
     def kill(self) -> None:
@@ -72,7 +73,7 @@ def test_sigkill_while_receiving_processing_and_sending(series_dir: Path, tmp_pa
     try:
         # 1. Kill while a series is arriving.
         files = sorted(series_dir.glob("*.dcm"))
-        sender = subprocess.Popen(["storescu", "-v", "-R", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
+        sender = subprocess.Popen([dcmtk_command("storescu"), "-v", "-R", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
                                    str(node.port), *map(str, files)], env=NODELAY_ENV,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(lambda: node.query("SELECT COUNT(*) FROM instances")[0][0] >= 100, timeout_s=60, interval_s=0.01)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from tests.dicom_node.conftest import NODELAY_ENV, storescu, wait_for
 from dicom_node.spool import name_hash
+from dicom_node.tools import dcmtk_command
 
 
 def echoscu(port: int, calling: str, called: str = "WBSPINE") -> subprocess.CompletedProcess:
-    return subprocess.run(["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+    return subprocess.run([dcmtk_command("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
                           env=NODELAY_ENV, capture_output=True, text=True, timeout=30)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.dicom_node.conftest import NODELAY_ENV, free_port, wait_for
 from tests.dicom_node.test_node_crash import NodeProcess, acknowledged
+from dicom_node.tools import dcmtk_command
 
 
 def test_sigterm_finishes_the_association_and_keeps_the_queue(series_dir: Path, tmp_path: Path) -> None:
@@ -18,7 +19,7 @@ def test_sigterm_finishes_the_association_and_keeps_the_queue(series_dir: Path, 
     (control / "slow").write_text("60")  # the job is still running when SIGTERM arrives
     node = NodeProcess(tmp_path / "spool", control, free_port(), free_port()).start()
     try:
-        sender = subprocess.Popen(["storescu", "-v", "-R", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
+        sender = subprocess.Popen([dcmtk_command("storescu"), "-v", "-R", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
                                    str(node.port), *map(str, files)], env=NODELAY_ENV,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         wait_for(lambda: node.query("SELECT COUNT(*) FROM instances")[0][0] >= 20, timeout_s=60, interval_s=0.01)

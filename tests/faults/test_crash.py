@@ -14,6 +14,7 @@ from pydicom import dcmread
 
 from tests.dicom_node.conftest import NODELAY_ENV, free_port, storescu, wait_for
 from tests.dicom_node.test_node_crash import NodeProcess, acknowledged
+from dicom_node.tools import dcmtk_command
 
 
 @pytest.mark.fault(12)
@@ -29,7 +30,7 @@ def test_sigkill_just_before_or_after_success_loses_nothing_acknowledged(
     files = sorted(short_series.glob("*.dcm"))
     node.start()
     try:
-        sent = subprocess.run(["storescu", "-v", "-R", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
+        sent = subprocess.run([dcmtk_command("storescu"), "-v", "-R", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1",
                                str(node.port), *map(str, files)], env=NODELAY_ENV, capture_output=True,
                               text=True, timeout=60)
         node.proc.wait(timeout=10)

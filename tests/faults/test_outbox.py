@@ -17,6 +17,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from dicom_node.outbox import MAX_REFUSALS
 from tests.dicom_node.conftest import NODELAY_ENV, free_port, storescu, wait_for
+from dicom_node.tools import dcmtk_command
 
 
 class RecordingPacs:
@@ -83,7 +84,7 @@ def test_refusing_pacs_then_flapping_pacs_get_every_result_in_order_once(
     node = start_node(send={"destinations": [f"PACS@127.0.0.1:{port}"], "backoff_initial_s": 0.05,
                             "backoff_max_s": 0.2})
     # 1. The PACS rejects every association (DCMTK storescp --refuse) while job 1 finishes.
-    refusing = subprocess.Popen(["storescp", "--refuse", "-aet", "PACS", str(port)], env=NODELAY_ENV,
+    refusing = subprocess.Popen([dcmtk_command("storescp"), "--refuse", "-aet", "PACS", str(port)], env=NODELAY_ENV,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         storescu(node.port, series_copy(short_series, tmp_path / "s1", 1))

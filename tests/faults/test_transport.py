@@ -24,6 +24,7 @@ from tests.dicom_node.conftest import NODELAY_ENV, storescu, wait_for
 from tests.dicom_node.rawscu import encode_ds
 from tests.faults.conftest import association_threads, peak_rss_growth_mb, thread_stacks, wait_threads_gone
 from tests.faults.hostile import CT, associate, paused, send
+from dicom_node.tools import dcmtk_command
 
 TIMEOUTS = {"acse_timeout_s": 1.0, "network_timeout_s": 2.0, "dimse_timeout_s": 2.0}
 
@@ -163,7 +164,7 @@ def test_over_max_associations_is_transient_and_ongoing_transfers_complete(start
     transfer.start()
     try:
         wait_for(lambda: node.index.query("SELECT COUNT(*) FROM instances")[0][0] >= 20, timeout_s=30)
-        third = subprocess.run(["echoscu", "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1", str(node.port)],
+        third = subprocess.run([dcmtk_command("echoscu"), "-aet", "SCANNER", "-aec", "WBSPINE", "127.0.0.1", str(node.port)],
                                env=NODELAY_ENV, capture_output=True, text=True, timeout=30)
         assert node.index.query("SELECT COUNT(*) FROM instances")[0][0] < len(files), "transfer already over"
         assert third.returncode != 0
@@ -295,7 +296,7 @@ def test_tls_refuses_plain_untrusted_expired_and_tls10_and_logs_it(
     except (ValueError, ssl.SSLError):
         pytest.fail("this OpenSSL cannot even build a TLS 1.0 client context")
     assert not echo_tls(node.port, old)
-    plain = subprocess.run(["echoscu", "-aec", "WBSPINE", "127.0.0.1", str(node.port)], env=NODELAY_ENV,
+    plain = subprocess.run([dcmtk_command("echoscu"), "-aec", "WBSPINE", "127.0.0.1", str(node.port)], env=NODELAY_ENV,
                            capture_output=True, text=True, timeout=30)
     assert plain.returncode != 0
     refusals = [r for r in caplog.records if r.getMessage() == "TLS handshake refused"]

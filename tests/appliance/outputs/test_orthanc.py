@@ -17,6 +17,7 @@ import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts
 
 from appliance.outputs.encapsulated_stl import ENCAPSULATED_STL_STORAGE
+from dicom_node.tools import dcmtk_command
 
 ORTHANC_AET = "ORTHANC"
 
@@ -113,7 +114,7 @@ def test_storescu_c_store_every_object(written, orthanc):
     dicom_port, http_port = orthanc
     _clear(http_port)
     files = _dicom_files(written)
-    run = subprocess.run(["storescu", "-R", "-aec", ORTHANC_AET, "127.0.0.1", str(dicom_port), *map(str, files)],
+    run = subprocess.run([dcmtk_command("storescu"), "-R", "-aec", ORTHANC_AET, "127.0.0.1", str(dicom_port), *map(str, files)],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "TCP_NODELAY": "1"})
     assert run.returncode == 0, run.stderr
     assert _stored_sop_uids(http_port) == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
