@@ -1,19 +1,20 @@
-"""How much of a sagittal angle a label map holds at all (run by hand, not in CI).
+"""How much of each angle a label map holds at all (run by hand, not in CI).
 
     PYTHONPATH=. python tests/benchmarks/bench_measure_limit.py [--studies 20] [--size small] [--json out.json]
 
 For each phantom of ``bench_measure.py`` (same planted values) and each endplate that
 enters a sagittal parameter (T1, T4 superior; T12, L5 inferior; L1 superior; the S1
-plate), the plate alone is turned in the sagittal plane about its planted centre, all
-else kept, and the label map is rasterised again at the study's grid. The interval of
-turns that leaves the label map *bit for bit identical* is printed. Any two phantoms
-whose turns lie in that interval give the same input to ``measure``, so no method can
-be closer than half the interval's width to both: for an angle between two plates
-(kyphosis, lordosis) the bound is half the sum of both widths, for the sacral slope
-and pelvic incidence half the S1 plate's width. (The interval is a lower bound on
-the true ambiguity: moving a plate or turning it coronally as well leaves more
-phantoms consistent with the same map.) Axial rotation likewise: each body turned
-about its own axis. Also printed: ``measure``'s error on the study itself.
+plate), every other surface is kept as planted and the question is which planes could
+replace that plate and leave the rasterised label map bit for bit the same. A voxel is
+bone when its centre is inside, so each voxel the plate decides is one linear
+constraint on the plane, and the sagittal tilt range of all such planes (any
+orientation, any offset) is two linear programs: an exact interval. Any two phantoms
+whose plates lie in it give ``measure`` the same input, so no method can be closer than
+half the interval's width to both. For an angle between two plates (kyphosis, lordosis)
+the bound is half the sum of both widths; for the sacral slope and pelvic incidence,
+half the S1 plate's width. Axial rotation: each body turned about its own axis (a
+search in 0.05° steps, centre fixed, so a lower bound). Also printed: ``measure``'s
+error on the study itself.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linprog
 
 from appliance.measure.api import measure
 from appliance.phantom.generate import _grid
 from appliance.phantom.params import draw_params
-from appliance.phantom.raster import union_sdf
 from appliance.phantom.shapes import Clipped, VertebralBody
 from appliance.phantom.skeleton import build_skeleton
 from appliance.phantom.spine import build_spine
@@ -37,7 +38,6 @@ from bench_measure import overrides  # noqa: E402  (run from tests/benchmarks' p
 
 STEP_DEG = 0.05
 SEARCH_DEG = 20.0
-SHIFT_STEP_MM = 0.025
 PLATES = [("T1", "sup"), ("T4", "sup"), ("T12", "inf"), ("L1", "sup"), ("L5", "inf"), ("S1", "plate")]
 ANGLES = {  # key: (plates, measurement key, sign of each plate's tilt in the angle)
     "TK": ((("T1", "sup"), ("T12", "inf")), "thoracic_kyphosis_deg"),
@@ -49,34 +49,33 @@ ANGLES = {  # key: (plates, measurement key, sign of each plate's tilt in the an
 }
 
 
-def _turn(n: np.ndarray, deg: float) -> np.ndarray:
-    """``n`` turned about the x (left) axis: its sagittal tilt grows by ``deg``."""
-    a = np.radians(deg)
-    r = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), np.sin(a)], [0.0, -np.sin(a), np.cos(a)]])
-    return r @ n
-
-
-def _interval(raster, n0: np.ndarray, shift: bool) -> tuple[float, float]:
-    """Largest interval of turns around 0 that leaves ``raster(normal, shift_mm)``
-    unchanged — with the plate kept through its centre, or (``shift``) also moved
-    along its normal by whatever keeps the map (searched next to the last turn's)."""
-    ref = raster(n0, 0.0)
+def _tilt_range(pts: np.ndarray, inside: np.ndarray, inside_is_below: bool) -> tuple[float, float]:
+    """Sagittal tilt range (degrees) of all planes z-normalised as n = (a, b, 1) that put
+    exactly the ``inside`` points on the inside (below the plane when
+    ``inside_is_below``, as for a superior endplate) — one linear program per end."""
+    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
+    sign = np.where(inside == inside_is_below, 1.0, -1.0)  # +1: need a·x + b·y + z − d < 0
+    # sign·(a·x + b·y − d) ≤ −sign·z − tiny (strict side for the rasteriser's "sdf < 0")
+    a_ub = sign[:, None] * np.c_[x, y, -np.ones_like(x)]
+    b_ub = -sign * z - np.where(sign > 0, 1e-7, 0.0)
     ends = []
-    for sign in (-1.0, 1.0):
-        deg, last = 0.0, 0.0
-        while deg < SEARCH_DEG:
-            n = _turn(n0, sign * (deg + STEP_DEG))
-            tries = [0.0] if not shift else last + np.r_[0.0, np.repeat(np.arange(1, 41) * SHIFT_STEP_MM, 2)
-                                                         * np.tile([1.0, -1.0], 40)]
-            hit = next((t for t in tries if np.array_equal(raster(n, t), ref)), None)
-            if hit is None:
-                break
-            deg, last = deg + STEP_DEG, hit
-        ends.append(sign * deg)
-    return ends[0], ends[1]
+    for goal in (1.0, -1.0):
+        res = linprog([0.0, goal, 0.0], A_ub=a_ub, b_ub=b_ub, bounds=[(None, None)] * 3, method="highs")
+        if not res.success:
+            raise RuntimeError(f"no plane reproduces the map: {res.message}")
+        ends.append(float(np.degrees(np.arctan(res.x[1]))))
+    return min(ends), max(ends)
 
 
-def plate_intervals(seed: int, size: str, pins: dict, shift: bool = True) -> dict:
+def _points(grid, lo_mm, hi_mm) -> np.ndarray:
+    sl, (x, y, z) = grid.box(lo_mm, hi_mm)
+    return sl, np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+
+
+def plate_intervals(seed: int, size: str, pins: dict) -> dict:
+    """For each plate of ``PLATES``: the sagittal tilt range, relative to the planted
+    tilt, of every plane (any orientation, any offset) that leaves the label map as it
+    is with all other surfaces fixed; and the same for each body's axial rotation."""
     p = draw_params(seed, size, **pins)
     spine = build_spine(p)
     skel = build_skeleton(spine, p)
@@ -85,29 +84,39 @@ def plate_intervals(seed: int, size: str, pins: dict, shift: bool = True) -> dic
     for name, side in PLATES:
         if name == "S1":
             s_pt, n0 = spine.s1_center_mm, spine.s1_normal
-
-            def raster(n, t, s_pt=s_pt, n0=n0):
-                shapes = []
-                for sh in skel.pelvis:  # only what the S1 plate cuts: the S1 body and the clipped parts
-                    if isinstance(sh, VertebralBody) and np.allclose(sh.sup_point, s_pt):
-                        shapes.append(dataclasses.replace(sh, sup_normal=n, sup_point=s_pt + t * n0))
-                    elif isinstance(sh, Clipped) and np.allclose(sh.point, s_pt):
-                        shapes.append(dataclasses.replace(sh, normal=n, point=s_pt + t * n0))
-                    else:
-                        shapes.append(sh)
-                sl, dist = union_sdf(shapes, grid)
-                return dist < 0
+            los, his = zip(*(sh.bbox_mm() for sh in skel.pelvis))
+            _, pts = _points(grid, np.min(los, axis=0), np.max(his, axis=0))
+            pts = pts.reshape(-1, 3)
+            coords = (pts[:, 0], pts[:, 1], pts[:, 2])
+            other = np.zeros(len(pts), bool)  # in a pelvis part the plate does not cut
+            rest = np.zeros(len(pts), bool)  # in a part the plate cuts, but for the plate
+            for sh in skel.pelvis:
+                if isinstance(sh, VertebralBody) and np.allclose(sh.sup_point, s_pt):
+                    free = dataclasses.replace(sh, sup_point=sh.sup_point + 1e6 * sh.sup_normal)
+                    rest |= free.sdf(coords) < 0
+                elif isinstance(sh, Clipped) and np.allclose(sh.point, s_pt):
+                    rest |= sh.shape.sdf(coords) < 0
+                else:
+                    other |= sh.sdf(coords) < 0
+            use = rest & ~other
+            below = (pts[use] - s_pt) @ n0 < 0
+            t0 = np.degrees(np.arctan2(n0[1], n0[2]))
+            lo, hi = _tilt_range(pts[use] - s_pt, below, inside_is_below=True)
         else:
             body = spine.by_name(name).body
-            n0 = body.sup_normal if side == "sup" else body.inf_normal
             key = "sup" if side == "sup" else "inf"
-            lo, hi = body.bbox_mm()
-            box = grid.box(lo - 3.0, hi + 3.0)
-
-            def raster(n, t, body=body, key=key, box=box, n0=n0):
-                point = getattr(body, f"{key}_point") + t * n0
-                return dataclasses.replace(body, **{f"{key}_normal": n, f"{key}_point": point}).sdf(box[1]) < 0
-        out[f"{name} {side}"] = _interval(raster, n0, shift)
+            n0, p0 = getattr(body, f"{key}_normal"), getattr(body, f"{key}_point")
+            blo, bhi = body.bbox_mm()
+            _, pts = _points(grid, blo - 3.0, bhi + 3.0)
+            pts = pts.reshape(-1, 3)
+            far = 1e6 * n0 if key == "sup" else -1e6 * n0  # the plate moved out of the way
+            free = dataclasses.replace(body, **{f"{key}_point": p0 + far})
+            use = free.sdf((pts[:, 0], pts[:, 1], pts[:, 2])) < 0
+            d = (pts[use] - p0) @ n0
+            inside = d < 0 if key == "sup" else d > 0
+            t0 = np.degrees(np.arctan2(n0[1], n0[2]))
+            lo, hi = _tilt_range(pts[use] - p0, inside, inside_is_below=(key == "sup"))
+        out[f"{name} {side}"] = (lo - t0, hi - t0)
     for v in spine.vertebrae:  # axial rotation: the whole body turned about its own axis
         if v.name.startswith("C"):
             continue
@@ -137,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--studies", type=int, default=20)
     ap.add_argument("--size", choices=("small", "full"), default="small")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--no-shift", action="store_true", help="keep each plate through its planted centre")
     args = ap.parse_args(argv)
     from appliance.phantom import generate_study
 
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         pins = overrides(i, args.studies)
         study = generate_study(i, args.size, **pins)
         m = measure(study.labels.array, study.labels.affine)
-        iv = plate_intervals(i, args.size, pins, not args.no_shift)
+        iv = plate_intervals(i, args.size, pins)
         row = {"seed": i, "intervals": iv, "angles": {}}
         cells = []
         for k, (plates, key) in ANGLES.items():
