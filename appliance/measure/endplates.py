@@ -21,7 +21,7 @@ from scipy import ndimage
 from appliance.measure.bodies import Body
 from appliance.measure.definitions import superior
 from appliance.measure.geometry import Surface, fit_plane, plane_basis, spacing_mm, surface, unit
-from appliance.measure.planefit import refine_plane
+from appliance.measure.planefit import Refined, refine_plane
 
 FIRST_CONE_DEG = 45.0
 REFINE_CONE_DEG = 30.0
@@ -98,17 +98,22 @@ def refine(plane: Plane | None, mask: np.ndarray, affine: np.ndarray, offset_zyx
     n_out = plane.normal if plane.normal @ outward > 0 else -plane.normal
     got = refine_plane(mask, affine, offset_zyx, plane.center_mm, n_out, prior_normal=prior_normal,
                        ambiguous_deg=ambiguous_deg, solid=solid)
-    # a digital plane always leaves some tilt open: a box of no width means the columns
-    # only just agree, on a plane no face has (as contradictory as dropped columns)
-    if got is not None and core_fallback is not None and (got.dropped or np.min(got.open_deg) < 1e-3):
+    if got is not None and core_fallback is not None and _contradictory(got):
         core = refine_plane(mask, affine, offset_zyx, plane.center_mm, n_out, prior_normal=prior_normal,
                             ambiguous_deg=ambiguous_deg, solid=solid, core_fraction=core_fallback)
-        got = core if core is not None and not core.dropped and np.min(core.open_deg) >= 1e-3 else got
+        got = core if core is not None and not _contradictory(core) else got
     if got is None:
         return plane
     if got.margin_vox < MIN_MARGIN_VOX or got.normal @ n_out < np.cos(np.radians(MAX_REFINE_CHANGE_DEG)):
         return plane
     return Plane(got.centre_mm, superior(got.normal), plane.n_points, (float(got.open_deg[0]), float(got.open_deg[1])))
+
+
+def _contradictory(got: Refined) -> bool:
+    """Columns that do not agree on a real face: some had to give way, or they leave no
+    tilt open at all (a digital plane always leaves some; a box of no width means they
+    only just agree, on a plane no face has)."""
+    return bool(got.dropped) or float(np.min(got.open_deg)) < 1e-3
 
 
 def fill_pits(body: Body) -> Body:

@@ -13,7 +13,8 @@ Definitions used:
   the first fit), fitted as a robust plane, then refined on the voxel columns
   (:func:`planefit.refine_plane`, centre of the feasible slope box, no tilt prior: the
   L5–S1 wedge varies too much; columns the search cylinder cut give lower bounds only,
-  and when the columns contradict each other only the inner 80 % bound it from above). Centre = that plane's point at the patch centroid.
+  and when the columns contradict each other only the inner 80 % bound it from above).
+  Centre = that plane's point at the patch centroid.
 """
 
 from __future__ import annotations

@@ -74,8 +74,8 @@ def refine_plane(
     is the whole structure when ``mask`` is a crop of it: a column whose next voxel is
     still ``solid`` was cut by the crop, not by the face, and bounds the plane from
     inside only. ``core_fraction`` keeps the two-sided constraints to the columns within
-    that share of the face's elliptic radius (the rim bounds from inside only). Returns the :class:`Refined` plane or None
-    when too few columns qualify.
+    that share of the face's elliptic radius (the rim bounds from inside only). Returns
+    the :class:`Refined` plane or None when too few columns qualify.
     """
     n = unit(outward_normal)
     m_zyx = affine[:3, :3][:, ::-1]  # (z, y, x) index → mm
@@ -154,9 +154,7 @@ def refine_plane(
     # columns, not walls: add their upper bounds as well and solve again.
     val = rows @ x - s * jj  # s·(t − j) for every near column
     extra = ~inner[cols] & ~cut[cols] & (val < 1.0 - RIM_SLACK_VOX) & (val > 0.0)
-    if core_fraction is not None:
-        extra[:] = False
-    if extra.any():
+    if extra.any() and core_fraction is None:  # with a core, the rim stays one-sided
         g2, h2 = np.r_[g_mat[ok], -rows[extra]], np.r_[h_vec[ok], 1.0 + s * jj[extra]]
         box2 = _box(g2, h2)
         x_new = _closest(g2, h2, _target(box2, ref_slope, per_deg, wide), per_deg)

@@ -34,12 +34,13 @@ from appliance.phantom.shapes import Clipped, VertebralBody
 from appliance.phantom.skeleton import build_skeleton
 from appliance.phantom.spine import build_spine
 
-from bench_measure import overrides  # noqa: E402  (run from tests/benchmarks' parent with PYTHONPATH=.)
+from appliance.phantom import generate_study
+from bench_measure import overrides  # the script's own folder is on sys.path
 
 STEP_DEG = 0.05
 SEARCH_DEG = 20.0
 PLATES = [("T1", "sup"), ("T4", "sup"), ("T12", "inf"), ("L1", "sup"), ("L5", "inf"), ("S1", "plate")]
-ANGLES = {  # key: (plates, measurement key, sign of each plate's tilt in the angle)
+ANGLES = {  # key: (the plates it is measured between, measurement key)
     "TK": ((("T1", "sup"), ("T12", "inf")), "thoracic_kyphosis_deg"),
     "TK4": ((("T4", "sup"), ("T12", "inf")), "thoracic_kyphosis_t4_t12_deg"),
     "LL": ((("L1", "sup"), ("L5", "inf")), "lumbar_lordosis_deg"),
@@ -68,8 +69,9 @@ def _tilt_range(pts: np.ndarray, inside: np.ndarray, inside_is_below: bool) -> t
 
 
 def _points(grid, lo_mm, hi_mm) -> np.ndarray:
-    sl, (x, y, z) = grid.box(lo_mm, hi_mm)
-    return sl, np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+    """(n, 3) LPS mm of the voxel centres in the box."""
+    _, (x, y, z) = grid.box(lo_mm, hi_mm)
+    return np.stack(np.broadcast_arrays(x, y, z), axis=-1).reshape(-1, 3)
 
 
 def plate_intervals(seed: int, size: str, pins: dict) -> dict:
@@ -85,8 +87,7 @@ def plate_intervals(seed: int, size: str, pins: dict) -> dict:
         if name == "S1":
             s_pt, n0 = spine.s1_center_mm, spine.s1_normal
             los, his = zip(*(sh.bbox_mm() for sh in skel.pelvis))
-            _, pts = _points(grid, np.min(los, axis=0), np.max(his, axis=0))
-            pts = pts.reshape(-1, 3)
+            pts = _points(grid, np.min(los, axis=0), np.max(his, axis=0))
             coords = (pts[:, 0], pts[:, 1], pts[:, 2])
             other = np.zeros(len(pts), bool)  # in a pelvis part the plate does not cut
             rest = np.zeros(len(pts), bool)  # in a part the plate cuts, but for the plate
@@ -99,23 +100,21 @@ def plate_intervals(seed: int, size: str, pins: dict) -> dict:
                 else:
                     other |= sh.sdf(coords) < 0
             use = rest & ~other
-            below = (pts[use] - s_pt) @ n0 < 0
-            t0 = np.degrees(np.arctan2(n0[1], n0[2]))
-            lo, hi = _tilt_range(pts[use] - s_pt, below, inside_is_below=True)
+            p0, inside, below_is_inside = s_pt, (pts[use] - s_pt) @ n0 < 0, True
         else:
             body = spine.by_name(name).body
             key = "sup" if side == "sup" else "inf"
             n0, p0 = getattr(body, f"{key}_normal"), getattr(body, f"{key}_point")
             blo, bhi = body.bbox_mm()
-            _, pts = _points(grid, blo - 3.0, bhi + 3.0)
-            pts = pts.reshape(-1, 3)
+            pts = _points(grid, blo - 3.0, bhi + 3.0)
             far = 1e6 * n0 if key == "sup" else -1e6 * n0  # the plate moved out of the way
             free = dataclasses.replace(body, **{f"{key}_point": p0 + far})
             use = free.sdf((pts[:, 0], pts[:, 1], pts[:, 2])) < 0
             d = (pts[use] - p0) @ n0
-            inside = d < 0 if key == "sup" else d > 0
-            t0 = np.degrees(np.arctan2(n0[1], n0[2]))
-            lo, hi = _tilt_range(pts[use] - p0, inside, inside_is_below=(key == "sup"))
+            below_is_inside = key == "sup"
+            inside = d < 0 if below_is_inside else d > 0
+        lo, hi = _tilt_range(pts[use] - p0, inside, inside_is_below=below_is_inside)
+        t0 = np.degrees(np.arctan2(n0[1], n0[2]))
         out[f"{name} {side}"] = (lo - t0, hi - t0)
     for v in spine.vertebrae:  # axial rotation: the whole body turned about its own axis
         if v.name.startswith("C"):
@@ -147,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=("small", "full"), default="small")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    from appliance.phantom import generate_study
-
     rows = []
     print("seed  " + "  ".join(f"{k:>12}" for k in ANGLES) + f"  {'rotation':>20}   (bound, |error|; rotation: bound, level, worst error)")
     for i in range(args.studies):

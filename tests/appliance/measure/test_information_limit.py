@@ -22,10 +22,9 @@ import pytest
 from appliance.measure.api import measure
 from appliance.phantom import generate as gen
 from appliance.phantom.spine import build_spine
+from tests.benchmarks.bench_measure import ANGLES, evaluate, overrides
 
-# study 0 of tests/benchmarks/bench_measure.py (20 studies)
-PINS = {"cobb_deg": 0.0, "kyphosis_deg": 10.0, "lordosis_deg": 20.0, "pelvic_incidence_deg": 35.0,
-        "max_rotation_deg": -20.0}
+PINS = overrides(0, 20)  # study 0 of tests/benchmarks/bench_measure.py
 TURN_DEG = 5.0
 SHIFT_MM = -0.3
 
@@ -92,8 +91,6 @@ def test_no_error_over_2deg_goes_unannounced(study):
     """Studies of ``bench_measure.py`` whose small phantoms have errors over 2° (lordosis
     on 0 and 8, sacral slope on 8; pelvic incidence on 10 before the S1 plate's wall
     columns were recognised): every such error comes with a warning whose ± covers it."""
-    from tests.benchmarks.bench_measure import ANGLES, evaluate, overrides
-
     row = evaluate(study, "small", overrides(study, 20))
     for short in ANGLES:
         if row[short] is not None and abs(row[short]) > 2.0:
