@@ -17,7 +17,18 @@ from appliance.measure.bodies import Body, find_bodies, name_levels
 from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
 from appliance.measure.geometry import spacing_mm, voxel_points_mm
 from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
-from appliance.measure.rotation import SMALL_SECTION_VOX, angle_range, left_axis, section_voxels, smooth_profile
+from appliance.measure.rotation import (
+    MAX_SECTION_SPREAD_DEG,
+    MIN_SMALL_SECTION_VOX,
+    SMALL_MOMENTS_DEG,
+    SMALL_SECTION_VOX,
+    angle_range,
+    left_axis,
+    pelvis_left_axis,
+    section_spread_deg,
+    section_voxels,
+    smooth_profile,
+)
 from appliance.measure.spinal import UNCERTAIN_DEG, sagittal_parameters
 
 SCHEMA = "wbspine.measurements/1"
@@ -116,45 +127,86 @@ def _hips(labels: np.ndarray, affine: np.ndarray, midline_x_mm: float, warnings:
         return heads, 0.5 * (left + right), left - right
     missing = "both femoral heads are" if not heads else \
         f"the {'right' if heads[0].side == 'left' else 'left'} femoral head is"
-    warnings.append(f"{missing} missing: no hip axis, so pelvic tilt, pelvic incidence and vertebral "
-                    f"rotation cannot be measured")
+    warnings.append(f"{missing} missing: no hip axis, so pelvic tilt and pelvic incidence cannot be measured")
     return heads, None, None
 
 
-def _rotations(named: dict, affine: np.ndarray, hip_left: np.ndarray | None, warnings: list[str]) -> dict:
-    """Axial rotation of every named body relative to the hip axis (None if unmeasurable).
+#: Levels whose axial outline never fixes their rotation: C2's section is shaped by the dens
+#: and the lateral masses, not by a body's ellipse (issue 18: +17.5° against 0.6° on a model mask).
+NO_ROTATION_LEVELS = ("C2",)
+
+
+def _rotation_reference(labels: np.ndarray, affine: np.ndarray, hip_left: np.ndarray | None):
+    """(left-pointing reference axis, what it is): the femoral-head axis when both heads
+    are in view, else the pelvis's transverse axis, else the scan's left–right (+x) axis
+    (JoVE 67781, Figure 3D measures rotation relative to the pelvis)."""
+    if hip_left is not None:
+        return np.asarray(hip_left, float), "femoral_head_axis"
+    pelvis = label_crop(labels, Label.PELVIS)
+    axis = None if pelvis is None else pelvis_left_axis(pelvis[0], affine, pelvis[1])
+    if axis is not None:
+        return axis, "pelvis_transverse_axis"
+    return np.array([1.0, 0.0, 0.0]), "scan_left_right_axis"
+
+
+def _rotations(named: dict, affine: np.ndarray, reference: tuple[np.ndarray, str], warnings: list[str]) -> dict:
+    """Axial rotation of every named body relative to ``reference`` (None if unmeasurable).
     Small cross-sections get the value their voxels allow that fits their neighbours best
-    (:mod:`appliance.measure.rotation`)."""
+    (:mod:`appliance.measure.rotation`); every body is also bounded by how far its single
+    sections disagree (:func:`rotation.section_spread_deg`). No value when they disagree
+    by more than ``MAX_SECTION_SPREAD_DEG`` or for the levels in ``NO_ROTATION_LEVELS``.
+    A small section whose voxels no ellipse holds (a rough mask) keeps its second-moment
+    axis, stated to ±``SMALL_MOMENTS_DEG`` (or its sections' spread, if wider)."""
     rotation: dict[str, float | None] = {n: None for n in named}
-    if hip_left is None:
-        return rotation
-    flat, measured, centre, half = [], [], [], []
+    hip_left, what = reference
+    if what != "femoral_head_axis":
+        warnings.append("vertebral rotation is relative to the "
+                        + ("pelvis's transverse axis" if what == "pelvis_transverse_axis"
+                           else "scan's left–right axis (no pelvis in view)")
+                        + ": the femoral heads are not both in view")
+    flat, measured, centre, half, bound, unfixed = [], [], [], [], [], []
     for n, (b, p) in named.items():
         if p is None:
+            continue
+        if n in NO_ROTATION_LEVELS:
+            unfixed.append(n)
             continue
         axis_lr, _ratio = left_axis(b, affine, p.axis)
         if axis_lr is None:
             flat.append(n)
             continue
         value = d.axial_rotation_deg(axis_lr, hip_left)
-        ends = None
+        spread = section_spread_deg(b, affine, p.superior, p.inferior, axis_lr) or 0.0
+        if spread > MAX_SECTION_SPREAD_DEG:
+            unfixed.append(n)
+            continue
+        ends, lo, hi = None, value, value
         if section_voxels(b, p.axis, affine) < SMALL_SECTION_VOX:
             ends = angle_range(b, affine, p.superior, p.inferior, axis_lr)
-        if ends is None:
-            lo = hi = value
-        else:  # the ends as rotations, unwrapped next to the second-moment value
+            if ends is None:  # no ellipse holds its voxels (a rough mask): second moments, bounded
+                small = section_spread_deg(b, affine, p.superior, p.inferior, axis_lr, MIN_SMALL_SECTION_VOX)
+                if small is None or small > MAX_SECTION_SPREAD_DEG:
+                    unfixed.append(n)
+                    continue
+                spread = max(spread, small, SMALL_MOMENTS_DEG)  # the value stays the moments' own
+        if ends is not None:  # the ends as rotations, unwrapped next to the second-moment value
             lo, hi = sorted(value + (d.axial_rotation_deg(e, hip_left) - value + 90.0) % 180.0 - 90.0 for e in ends)
         measured.append(n)
         centre.append(0.5 * (lo + hi))
         half.append(0.5 * (hi - lo))
+        bound.append(max(0.5 * (hi - lo), spread))
     for n, v in zip(measured, smooth_profile(np.array(centre), np.array(half))):
         rotation[n] = float(v)
-    coarse = [f"{n} ±{h:.1f}°" for n, h in zip(measured, half) if h > UNCERTAIN_DEG]
+    coarse = [f"{n} ±{h:.1f}°" for n, h in zip(measured, bound) if h > UNCERTAIN_DEG]
     if coarse:
         warnings.append(f"vertebral rotation: the voxels alone fix it only to {', '.join(coarse)}; "
                         f"the value given is the one that fits the neighbouring vertebrae best")
     if flat:
         warnings.append(f"rotation not measured for {', '.join(flat)}: cross-section too close to circular")
+    if unfixed:
+        warnings.append(f"rotation not measured for {', '.join(unfixed)}: the axial outline does not fix the "
+                        f"orientation (C2's section is shaped by the dens; elsewhere the body's sections "
+                        f"disagree by more than ±{MAX_SECTION_SPREAD_DEG:.0f}°, or too few hold enough voxels to tell)")
     return rotation
 
 
@@ -197,7 +249,9 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     result: dict = {"schema": SCHEMA}
     result.update(sagittal_parameters(named, s1, hip_center, warnings,
                                       voxel_mm=float(spacing_mm(affine).max())))
-    result["vertebral_rotation_deg"] = _rotations(named, affine, hip_left, warnings)
+    reference = _rotation_reference(labels, affine, hip_left)
+    result["vertebral_rotation_deg"] = _rotations(named, affine, reference, warnings)
+    result["rotation_reference"] = reference[1]
     result["vertebrae"] = [
         {"name": n, "centroid_mm": _vec(b.centroid_mm, 3),
          "superior_normal": _vec(p.superior.normal) if p else None,

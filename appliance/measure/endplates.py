@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from appliance.measure.bodies import Body
 from appliance.measure.definitions import superior
-from appliance.measure.geometry import Surface, fit_plane, plane_basis, spacing_mm, surface, unit
+from appliance.measure.geometry import Surface, fit_plane, plane_basis, spacing_mm, surface, unit, voxel_points_mm
 from appliance.measure.planefit import Refined, refine_plane
 
 FIRST_CONE_DEG = 45.0
@@ -32,6 +32,9 @@ MIN_MARGIN_VOX = -0.5
 #: ... or when it moves the normal by more than this (the surface fit of a face lying
 #: within one voxel layer can be 10° off).
 MAX_REFINE_CHANGE_DEG = 20.0
+#: A face whose voxel columns do not agree on one plane is given the tilt range of the
+#: planes that stay within this many voxel layers across it (:func:`_unrefined`).
+UNREFINED_LAYERS = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ def _inner(points_mm: np.ndarray, normal: np.ndarray, fraction: float) -> np.nda
 
 def fit_face(surf: Surface, reference_mm: np.ndarray, direction: np.ndarray, floor_mm: float) -> Plane | None:
     """Plane through the surface patch facing ``direction`` (unit, outward) on that side
-    of ``reference_mm``; the normal is returned oriented superiorly. The final fit uses
+    of ``reference_mm``; the normal is returned oriented superiorly, or None when the
+    patch's plane leans more than ``FIRST_CONE_DEG`` away from ``direction`` (an irregular
+    patch of a mask that is not a body: no endplate). The final fit uses
     the inner ``INNER_FRACTION`` of the patch; residuals below ``floor_mm`` (about a
     voxel) are never trimmed."""
     d = unit(direction)
@@ -82,6 +87,8 @@ def fit_face(surf: Surface, reference_mm: np.ndarray, direction: np.ndarray, flo
             return None
         c, n, keep = fit
         current = n if n @ d > 0 else -n
+    if current @ d < np.cos(np.radians(FIRST_CONE_DEG)):  # the patch's plane is not a face that way
+        return None
     return Plane(c, superior(current), int(keep.sum()))
 
 
@@ -102,18 +109,50 @@ def refine(plane: Plane | None, mask: np.ndarray, affine: np.ndarray, offset_zyx
         core = refine_plane(mask, affine, offset_zyx, plane.center_mm, n_out, prior_normal=prior_normal,
                             ambiguous_deg=ambiguous_deg, solid=solid, core_fraction=core_fallback)
         got = core if core is not None and not _contradictory(core) else got
-    if got is None:
-        return plane
-    if got.margin_vox < MIN_MARGIN_VOX or got.normal @ n_out < np.cos(np.radians(MAX_REFINE_CHANGE_DEG)):
-        return plane
+    if got is None or _degenerate(got) or got.margin_vox < MIN_MARGIN_VOX:
+        return _unrefined(plane, mask, affine, offset_zyx)
+    if got.normal @ n_out < np.cos(np.radians(MAX_REFINE_CHANGE_DEG)):
+        return _unrefined(plane, mask, affine, offset_zyx, got.normal)
     return Plane(got.centre_mm, superior(got.normal), plane.n_points, (float(got.open_deg[0]), float(got.open_deg[1])))
+
+
+def _unrefined(plane: Plane, mask: np.ndarray, affine: np.ndarray, offset_zyx,
+               other_normal: np.ndarray | None = None) -> Plane:
+    """The surface fit, when the voxel columns do not agree on one plane (a rough or
+    notched face, a degenerate box), with the tilt range it honestly leaves open: every
+    plane that stays within ``UNREFINED_LAYERS`` voxel layers across the face's extent
+    in that direction (anterior–posterior for the sagittal tilt, left–right for the
+    coronal), widened to cover ``other_normal`` (the rejected refinement) when given.
+    Never a confident value: the surface fit of a face within a voxel layer or two can be
+    10° off, and a degenerate box returns an exactly axis-aligned normal."""
+    n = plane.normal
+    pts = voxel_points_mm(mask, affine, offset_zyx)
+    layer = float(spacing_mm(affine).max())
+    widths = []
+    for k, axis in ((0, np.array([0.0, 1.0, 0.0])), (1, np.array([1.0, 0.0, 0.0]))):
+        d = axis - (axis @ n) * n
+        extent = float(np.ptp(pts @ unit(d))) if np.linalg.norm(d) > 1e-6 and len(pts) else 0.0
+        w = 180.0 if extent <= 0 else float(2.0 * np.degrees(np.arctan2(UNREFINED_LAYERS * layer, extent)))
+        if other_normal is not None:  # the tilt between the two candidates, in that plane
+            o = superior(other_normal)
+            j = 1 if k == 0 else 0  # sagittal tilt lives in the y–z plane, coronal in x–z
+            w = max(w, 2.0 * abs(float(np.degrees(np.arctan2(o[j], o[2]) - np.arctan2(n[j], n[2])))))
+        widths.append(w)
+    return Plane(plane.center_mm, plane.normal, plane.n_points, (widths[0], widths[1]))
+
+
+def _degenerate(got: Refined) -> bool:
+    """Columns that leave no tilt open at all: they only just agree, on a plane no face
+    has (a digital plane always leaves some); the estimate is then an artefact of the
+    solver (an exactly axis-aligned normal)."""
+    return float(np.min(got.open_deg)) < 1e-3
 
 
 def _contradictory(got: Refined) -> bool:
     """Columns that do not agree on a real face: some had to give way, or they leave no
     tilt open at all (a digital plane always leaves some; a box of no width means they
     only just agree, on a plane no face has)."""
-    return bool(got.dropped) or float(np.min(got.open_deg)) < 1e-3
+    return bool(got.dropped) or _degenerate(got)
 
 
 def fill_pits(body: Body) -> Body:

@@ -158,3 +158,73 @@ def smooth_profile(centre_deg: np.ndarray, half_deg: np.ndarray) -> np.ndarray:
     a = np.r_[d1, d2, 1e-3 * np.eye(n)]
     b = np.r_[np.zeros(len(d1) + len(d2)), 1e-3 * c]
     return lsq_linear(a, b, bounds=(c - room, c + room)).x
+
+
+#: Bodies whose single cross-sections disagree on the left–right axis by more than this
+#: (degrees, half-range) have no axial outline that fixes their orientation: no value.
+MAX_SECTION_SPREAD_DEG = 10.0
+#: Share of the sections, by deviation from the whole body's axis, that the spread covers
+#: (a section grazing an endplate or a speckle is not the outline).
+SECTION_SPREAD_QUANTILE = 0.8
+#: Fewest voxels a cross-section needs to give an axis of its own ...
+MIN_SECTION_VOX = 40
+#: ... and for a small section whose voxels no ellipse holds (the axis then comes from
+#: second moments, off by up to ``SMALL_MOMENTS_DEG`` on a 6 × 9-voxel section).
+MIN_SMALL_SECTION_VOX = 12
+SMALL_MOMENTS_DEG = 7.0
+
+
+def section_spread_deg(body: Body, affine: np.ndarray, superior, inferior, left: np.ndarray,
+                       min_voxels: int = MIN_SECTION_VOX) -> float | None:
+    """Half-range (degrees) of the left–right axes of the body's single cross-sections,
+    one voxel layer thick, between its endplates, around ``left`` (the whole body's axis).
+
+    A vertebral body's outline is the same ellipse-like shape from endplate to endplate,
+    so every section gives about the same axis; a shape whose sections disagree (C2 with
+    its dens, two bodies fused at an angle, a mask that is not a body) has no axial outline
+    that fixes its orientation. The spread covers ``SECTION_SPREAD_QUANTILE`` of the
+    sections that are elongated enough to have an axis (``MIN_AXIS_RATIO``); sections too
+    round to have one count as disagreeing by 90°. None when fewer than three sections
+    hold ``min_voxels`` voxels (then the body is too thin to tell)."""
+    axis = unit(np.asarray(superior.normal, float) + np.asarray(inferior.normal, float))
+    pts = voxel_points_mm(body.mask, affine, body.offset_zyx)
+    layer = float(spacing_mm(affine).max())
+    h = (pts - superior.center_mm) @ axis
+    top, bottom = 0.0, float((np.asarray(inferior.center_mm) - superior.center_mm) @ axis)
+    core = (h < top - 0.75 * layer) & (h > bottom + 0.75 * layer)
+    if core.sum() < 3 * min_voxels:
+        return None
+    e1, e2 = plane_basis(axis)
+    q = pts[core] @ np.c_[e1, e2]
+    k = np.floor((h[core] - bottom) / layer).astype(int)
+    ref = float(np.arctan2(left @ e2, left @ e1))
+    dev = []
+    for j in np.unique(k):
+        s = q[k == j]
+        if len(s) < min_voxels:
+            continue
+        evals, evecs = np.linalg.eigh(np.cov(s.T))
+        if np.sqrt(evals[1] / max(evals[0], 1e-12)) < MIN_AXIS_RATIO:
+            dev.append(90.0)
+            continue
+        theta = float(np.arctan2(evecs[1, 1], evecs[0, 1]))
+        dev.append(abs((np.degrees(theta - ref) + 90.0) % 180.0 - 90.0))
+    if len(dev) < 3:
+        return None
+    return float(np.quantile(dev, SECTION_SPREAD_QUANTILE))
+
+
+def pelvis_left_axis(pelvis_mask: np.ndarray, affine: np.ndarray, offset_zyx=(0, 0, 0)) -> np.ndarray | None:
+    """The pelvis's left–right axis (unit, +x): the major principal axis of its voxels in
+    the axial (x–y) plane. The pelvis is mirror-symmetric and about twice as wide as it is
+    deep, so that axis is its transverse axis — the reference for vertebral rotation when
+    the femoral heads are not both in view (JoVE 67781, Figure 3D: rotation relative to the
+    pelvis). None when the axial outline is too round (ratio below 1.3) to tell."""
+    pts = voxel_points_mm(pelvis_mask, affine, offset_zyx)[:, :2]
+    if len(pts) < 100:
+        return None
+    evals, evecs = np.linalg.eigh(np.cov((pts - pts.mean(axis=0)).T))
+    if np.sqrt(evals[1] / max(evals[0], 1e-12)) < 1.3:
+        return None
+    major = np.r_[evecs[:, 1], 0.0]
+    return major if major[0] >= 0 else -major
