@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dicom_node.errors import WbspineError
+from dicom_node.ports import free_port
 from dicom_node.tools import dcmtk
 
 SCANNER_AE, NODE_AE, PACS_AE = "CBCT_SIM", "WBSPINE", "DEMO_PACS"
@@ -37,12 +38,6 @@ PARAMETERS = (("cobb.angle_deg", "Cobb angle (major curve)"), ("thoracic_kyphosi
 
 class DemoError(WbspineError):
     """The demo loop could not finish (a peer did not start, the job failed, a timeout)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.2):

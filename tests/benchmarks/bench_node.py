@@ -33,7 +33,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from appliance.phantom import generate_study, write_study
+from dicom_node.ports import free_port
 from dicom_node.tools import dcmtk_command
 
 ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -63,12 +63,6 @@ print(node.start(), flush=True)
 sys.stdin.read()
 node.stop()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def send(port: int, files: list[Path]) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node.config import build_config
-from dicom_node.demo import free_port  # noqa: F401  (re-exported for the tests)
+from dicom_node.ports import free_port  # noqa: F401  (re-exported for the tests)
 from dicom_node.service import NodeService
 from dicom_node.tools import dcmtk_command
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 
 import torch  # the train extra; `make test` installs it
 
+from dicom_node.ports import free_port as _free_port
 from training.data import EpochSampler
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:

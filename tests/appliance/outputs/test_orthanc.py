@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,14 +17,10 @@ from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationCo
 
 from appliance.outputs.encapsulated_stl import ENCAPSULATED_STL_STORAGE
 from dicom_node.tools import dcmtk_command
+from dicom_node.ports import free_port as _free_port
 
 ORTHANC_AET = "ORTHANC"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(port: int, path: str):
