@@ -44,8 +44,9 @@ def stated_bound(warnings: list[str], short: str) -> float | None:
     """The ±bound a measurement's uncertainty warning gives for angle ``short``, if any."""
     name = WARNED_AS.get(short)
     for w in warnings if name else []:
-        if w.startswith(name + ":"):
-            return float(re.search(r"±(\d+(?:\.\d+)?)°", w).group(1))
+        found = re.search(r"±(\d+(?:\.\d+)?)°", w) if w.startswith(name + ":") else None
+        if found:  # "Cobb angle: fewer than two named bodies" and the like state no bound
+            return float(found.group(1))
     return None
 
 
