@@ -131,12 +131,17 @@ def find_bodies(body_mask: np.ndarray, affine: np.ndarray, offset_zyx=(0, 0, 0))
         if len(out) == len(bodies):
             break
         bodies = out
-    for k, b in enumerate(out):
-        if _larger_than_neighbours(out, k, FUSED_VOLUME_RATIO):
-            warnings.append(f"the vertebral body at z={b.centroid_mm[2]:.0f} mm looks like several bodies fused "
-                            f"(no disc between them in the mask) that could not be separated; level "
-                            f"names above it may be wrong")
+    for k in fused_indices(out):
+        warnings.append(f"the vertebral body at z={out[k].centroid_mm[2]:.0f} mm looks like several bodies fused "
+                        f"(no disc between them in the mask) that could not be separated; level "
+                        f"names above it may be wrong (below it, when counted down from C2)")
     return out, warnings
+
+
+def fused_indices(bodies: list[Body]) -> list[int]:
+    """Indices of bodies (cranial first) still ``FUSED_VOLUME_RATIO`` × larger than their
+    neighbours after splitting: several bodies fused."""
+    return [k for k in range(len(bodies)) if _larger_than_neighbours(bodies, k, FUSED_VOLUME_RATIO)]
 
 
 def name_levels(
