@@ -22,13 +22,16 @@ no naming from the top):
   lies up there. A disc is at most ~0.3 of a step at every level (phantom and adult
   anatomy alike), so any body above would put voxels in that room. (Not 1.5 steps:
   a whole-spine scan may end ~12 mm above C2, as the project's phantoms do.)
+- it is cervical-sized: its central section is at most ``C2_MAX_SECTION_MM2``;
 - its height is not less than that of the body below it, and either it is taller by
   ``C2_MIN_HEIGHT_RATIO`` or it carries a dens. C2 is the only presacral body taller
   than the one below it (phantom 15 vs 13.5 mm; real C2 with its dens far more).
   Height is the mean thickness along the local spine axis: volume over the area of the
   central section (±``MID_SLAB_MM``), which sub-voxel tilts do not quantise as an extent would.
 - **dens**: the cranial quarter of the body (along the axis) is narrower than
-  ``DENS_AREA_RATIO`` × the central section.
+  ``DENS_AREA_RATIO`` × the central section, and that of the body below is not (C3 has
+  no dens; in whole-vertebra masks, e.g. VerSe, the processes narrow every vertebra's
+  ends, so this cue alone would call T9 "C2").
 
 **Fused bodies** (:func:`appliance.measure.bodies.fused_indices`): counted across, every
 name beyond one is unreliable, so the fused body and those above it (counting up) or
@@ -54,6 +57,10 @@ C2_MIN_HEIGHT_RATIO = 1.03
 MID_SLAB_MM = 2.5
 #: Cranial-quarter over central section area below which the body carries a dens.
 DENS_AREA_RATIO = 0.5
+#: Largest central section (mm²) of a C2 body: cervical bodies are ~15 × 16 mm (~200 mm²;
+#: small phantoms 120–230 mm²), adult thoracic ones from T3 down over ~450 mm², lumbar
+#: ~1000 mm² (VerSe004 T9, a whole vertebra: ~1300 mm²).
+C2_MAX_SECTION_MM2 = 400.0
 #: Bodies C2–L5.
 PRESACRAL_BODIES = len(LEVELS)
 
@@ -73,17 +80,18 @@ class Naming:
                 "uncertain": list(self.uncertain)}
 
 
-def _sections(body: Body, affine: np.ndarray, axis: np.ndarray) -> tuple[float, float]:
-    """(mean thickness along ``axis`` in mm, cranial-quarter / central section area)."""
+def _sections(body: Body, affine: np.ndarray, axis: np.ndarray) -> tuple[float, float, float]:
+    """(mean thickness along ``axis`` in mm, cranial-quarter / central section area,
+    central section area in mm²)."""
     pts = voxel_points_mm(body.mask, affine, body.offset_zyx)
     s = (pts - body.centroid_mm) @ axis
     vox = voxel_volume_mm3(affine)
     mid = np.count_nonzero(np.abs(s) < MID_SLAB_MM) * vox / (2 * MID_SLAB_MM)
     span = float(np.ptp(s))
     if mid == 0 or span == 0:
-        return 0.0, 1.0
+        return 0.0, 1.0, float(mid)
     top = np.count_nonzero(s > s.max() - 0.25 * span) * vox / (0.25 * span)
-    return len(pts) * vox / mid, float(top / mid)
+    return len(pts) * vox / mid, float(top / mid), float(mid)
 
 
 def c2_cues(bodies: list[Body], axes: np.ndarray, truncated: list[bool], affine: np.ndarray,
@@ -101,10 +109,12 @@ def c2_cues(bodies: list[Body], axes: np.ndarray, truncated: list[bool], affine:
         return False, f"the field of view ends {room:.0f} mm above the top body"
     if np.any(body_points_z_mm > top_mm + 1e-6):
         return False, "vertebral-body voxels lie above the top body"
-    h0, dens_ratio = _sections(bodies[0], affine, axes[0])
-    h1, _ = _sections(bodies[1], affine, axes[1])
+    h0, narrow0, area = _sections(bodies[0], affine, axes[0])
+    h1, narrow1, _ = _sections(bodies[1], affine, axes[1])
+    if area > C2_MAX_SECTION_MM2:
+        return False, f"the top body's section ({area:.0f} mm²) is larger than a cervical body's"
     ratio = h0 / h1 if h1 > 0 else 0.0
-    dens = dens_ratio < DENS_AREA_RATIO
+    dens = narrow0 < DENS_AREA_RATIO <= narrow1
     if ratio < 1.0 or not (ratio >= C2_MIN_HEIGHT_RATIO or dens):
         return False, f"the top body is not taller than the one below it ({ratio:.2f}×) and has no dens"
     return True, f"{ratio:.2f}× as tall as the body below" + (", with a dens" if dens else "")
