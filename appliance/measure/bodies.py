@@ -7,9 +7,10 @@ cores deeper than 1, 2, … 8 mm inside are followed down the tree of depths unt
 separate (each substantial core is a body), and every voxel goes to its nearest core. Fragments below a minimum
 volume (speckle) are dropped.
 
-Naming: counting up from the sacrum — the lowest body above the pelvis is L5 — or from
-an explicit ``lowest_level`` hint (for label maps without a pelvis). Counts that do not
-fit C2–L5 produce warnings; bodies above C2 are left unnamed, never guessed.
+Naming (:func:`name_levels`): counting up from a known lowest level (L5 on the sacrum,
+or a ``lowest_level`` hint). Counts that do not fit C2–L5 produce warnings; bodies above
+C2 are left unnamed, never guessed. Which end names the levels (sacrum, C2, hints) is
+decided in :mod:`appliance.measure.levels`.
 """
 
 from __future__ import annotations
