@@ -138,3 +138,16 @@ def test_real_maps_keep_their_names(totalseg, verse):
     v = measure(binary.array, binary.affine, lowest_level="L5")
     assert v["level_naming"]["rule"] == "lowest_level_hint" and v["level_naming"]["consistent"] is None
     assert _names(v)[0] == "T9"
+
+
+def test_names_counted_across_a_fused_body_are_uncertain():
+    from appliance.measure.levels import name_bodies
+
+    up = name_bodies(22, True, (False, "no"), fused=[3])  # C4–C5 as one body, counted from L5
+    assert up.rule == "sacrum" and up.uncertain == up.names[:4] and up.names[0] == "C3"
+    down = name_bodies(22, False, (True, "tall"), fused=[3])  # counted down from C2
+    assert down.rule == "c2" and down.uncertain == down.names[3:] and down.names[-1] == "L4"
+    both = name_bodies(22, True, (True, "tall"), fused=[3])
+    assert both.consistent is False and both.uncertain == both.names[:4]
+    agree = name_bodies(23, True, (True, "tall"), fused=[])
+    assert agree.rule == "sacrum_and_c2" and agree.consistent and agree.uncertain == []
