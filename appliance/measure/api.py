@@ -13,9 +13,10 @@ import numpy as np
 from appliance.errors import MeasurementError
 from appliance.labels import LABEL_NAMES, LEVELS, Label
 from appliance.measure import definitions as d
-from appliance.measure.bodies import Body, find_bodies, name_levels
+from appliance.measure.bodies import Body, find_bodies, fused_indices
 from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
 from appliance.measure.geometry import spacing_mm, voxel_points_mm
+from appliance.measure.levels import Naming, c2_cues, name_bodies
 from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
 from appliance.measure.rotation import (
     MAX_SECTION_SPREAD_DEG,
@@ -29,7 +30,7 @@ from appliance.measure.rotation import (
     section_voxels,
     smooth_profile,
 )
-from appliance.measure.spinal import UNCERTAIN_DEG, sagittal_parameters
+from appliance.measure.spinal import UNCERTAIN_DEG, sagittal_parameters, segmental_angles
 
 SCHEMA = "wbspine.measurements/1"
 
@@ -210,19 +211,42 @@ def _rotations(named: dict, affine: np.ndarray, reference: tuple[np.ndarray, str
     return rotation
 
 
-def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = None) -> dict:
+def _naming(labels: np.ndarray, affine: np.ndarray, bodies: list[Body], truncated: list[bool], sacrum: bool,
+            lowest_level: str | None, highest_level: str | None) -> Naming:
+    """Level names by the rules of :mod:`appliance.measure.levels`."""
+    room, c2 = None, (False, "no bodies")
+    if bodies:
+        fov_top = _top_of_fov_mm(labels.shape, affine)
+        room = fov_top - float(voxel_points_mm(bodies[0].mask, affine, bodies[0].offset_zyx)[:, 2].max())
+        crop = label_crop(labels, Label.VERTEBRAL_BODIES)
+        centroids = np.array([b.centroid_mm for b in bodies]).reshape(-1, 3)
+        c2 = c2_cues(bodies, spine_directions(centroids), truncated, affine,
+                     voxel_points_mm(crop[0], affine, crop[1])[:, 2], fov_top)
+    return name_bodies(len(bodies), sacrum, c2, fused_indices(bodies), lowest_level, highest_level, room)
+
+
+def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = None,
+            highest_level: str | None = None) -> dict:
     """Spinal and pelvic parameters (``wbspine.measurements/1`` JSON-ready dict).
 
     ``labels`` (z, y, x) uses 0 background, 1 vertebral bodies, 2 pelvis with sacrum,
     3 femoral heads; ``affine`` maps (x, y, z, 1) indices to LPS mm (``Volume.affine``).
-    Levels are named counting up from the sacrum (the body on the S1 plate is L5);
-    ``lowest_level`` names the lowest body instead, for label maps without a pelvis
-    (e.g. ``"L5"``). Raises :class:`MeasurementError` for unusable inputs.
+    Levels are named counting up from the sacrum (the body on the S1 plate is L5) and/or
+    down from C2 when it is recognised at the top (:mod:`appliance.measure.levels`);
+    ``lowest_level`` / ``highest_level`` name the lowest / top body instead (hints win).
+    ``result["level_naming"]`` = ``{"rule": "sacrum" | "c2" | "sacrum_and_c2" |
+    "lowest_level_hint" | "highest_level_hint" | None, "bodies": n, "consistent": True /
+    False when both ends (or a hint and an end) were checked against each other, else
+    None, "uncertain": [names counted across a fused body or a count mismatch]}``.
+    Cobb curves and ``segmental_angles`` are measured on every body with endplates,
+    named or not (unnamed: V1…Vn, cranial first). Raises :class:`MeasurementError` for
+    unusable inputs (also for both hints inconsistent with the bodies found).
     """
     labels = _check_inputs(labels, affine)
     affine = np.asarray(affine, float)
-    if lowest_level is not None and lowest_level not in LEVELS:
-        raise MeasurementError(f"unknown lowest_level {lowest_level!r}")
+    for what, hint in (("lowest_level", lowest_level), ("highest_level", highest_level)):
+        if hint is not None and hint not in LEVELS:
+            raise MeasurementError(f"unknown {what} {hint!r}")
     warnings: list[str] = []
     unknown = set(np.unique(labels[::2, ::2, ::2]).tolist()) - {0, 1, 2, 3}
     if unknown:
@@ -230,12 +254,12 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
 
     bodies, plates, truncated = _spine(labels, affine, warnings)
     s1 = _sacrum(labels, affine, bodies, plates, warnings)
-    room = None
-    if bodies:
-        top_mm = float(voxel_points_mm(bodies[0].mask, affine, bodies[0].offset_zyx)[:, 2].max())
-        room = _top_of_fov_mm(labels.shape, affine) - top_mm
-    names, w = name_levels(len(bodies), lowest_level or ("L5" if s1 is not None else None), room)
-    warnings += w
+    naming = _naming(labels, affine, bodies, truncated, s1 is not None, lowest_level, highest_level)
+    names = naming.names
+    warnings += naming.warnings
+    if naming.uncertain:
+        warnings.append(f"level names not reliable for {', '.join(naming.uncertain)}: counted across a fused "
+                        f"body or a count that does not match C2–L5")
     for name, p, cut in zip(names, plates, truncated):
         if cut:
             warnings.append(f"{name}: cut by the edge of the field of view; its endplates are not measured")
@@ -247,8 +271,11 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     heads, hip_center, hip_left = _hips(labels, affine, midline, warnings)
     named = {n: (b, p) for n, b, p in zip(names, bodies, plates) if n in LEVELS}
     result: dict = {"schema": SCHEMA}
+    column = dict(zip(names, zip(bodies, plates)))
     result.update(sagittal_parameters(named, s1, hip_center, warnings,
-                                      voxel_mm=float(spacing_mm(affine).max())))
+                                      voxel_mm=float(spacing_mm(affine).max()), column=column))
+    result["segmental_angles"] = segmental_angles(column)
+    result["level_naming"] = naming.as_dict()
     reference = _rotation_reference(labels, affine, hip_left)
     result["vertebral_rotation_deg"] = _rotations(named, affine, reference, warnings)
     result["rotation_reference"] = reference[1]

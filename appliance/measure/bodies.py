@@ -7,9 +7,10 @@ cores deeper than 1, 2, … 8 mm inside are followed down the tree of depths unt
 separate (each substantial core is a body), and every voxel goes to its nearest core. Fragments below a minimum
 volume (speckle) are dropped.
 
-Naming: counting up from the sacrum — the lowest body above the pelvis is L5 — or from
-an explicit ``lowest_level`` hint (for label maps without a pelvis). Counts that do not
-fit C2–L5 produce warnings; bodies above C2 are left unnamed, never guessed.
+Naming (:func:`name_levels`): counting up from a known lowest level (L5 on the sacrum,
+or a ``lowest_level`` hint). Counts that do not fit C2–L5 produce warnings; bodies above
+C2 are left unnamed, never guessed. Which end names the levels (sacrum, C2, hints) is
+decided in :mod:`appliance.measure.levels`.
 """
 
 from __future__ import annotations
@@ -131,12 +132,17 @@ def find_bodies(body_mask: np.ndarray, affine: np.ndarray, offset_zyx=(0, 0, 0))
         if len(out) == len(bodies):
             break
         bodies = out
-    for k, b in enumerate(out):
-        if _larger_than_neighbours(out, k, FUSED_VOLUME_RATIO):
-            warnings.append(f"the vertebral body at z={b.centroid_mm[2]:.0f} mm looks like several bodies fused "
-                            f"(no disc between them in the mask) that could not be separated; level "
-                            f"names above it may be wrong")
+    for k in fused_indices(out):
+        warnings.append(f"the vertebral body at z={out[k].centroid_mm[2]:.0f} mm looks like several bodies fused "
+                        f"(no disc between them in the mask) that could not be separated; level "
+                        f"names above it may be wrong (below it, when counted down from C2)")
     return out, warnings
+
+
+def fused_indices(bodies: list[Body]) -> list[int]:
+    """Indices of bodies (cranial first) still ``FUSED_VOLUME_RATIO`` × larger than their
+    neighbours after splitting: several bodies fused."""
+    return [k for k in range(len(bodies)) if _larger_than_neighbours(bodies, k, FUSED_VOLUME_RATIO)]
 
 
 def name_levels(

@@ -1,4 +1,4 @@
-"""``wbspine measure LABELS.nii.gz [--json OUT] [--lowest-level L5]``: print a table of
+"""``wbspine measure LABELS.nii.gz [--json OUT] [--lowest-level L5] [--highest-level T10]``: print a table of
 the spinal and pelvic parameters and write the measurements JSON.
 
 Wire it into the main parser with ``appliance.measure.cli.register(subparsers)``.
@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the measurements JSON here")
     p.add_argument("--lowest-level", choices=LEVELS, default=None,
                    help="name of the lowest vertebral body when there is no pelvis label (e.g. L5)")
+    p.add_argument("--highest-level", choices=LEVELS, default=None,
+                   help="name of the top vertebral body when the field of view does not reach C2 (e.g. T10)")
     p.set_defaults(handler=run)
 
 
@@ -84,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     from appliance.volume import read_nifti
 
     vol = read_nifti(args.labels)
-    result = measure(vol.array, vol.affine, lowest_level=args.lowest_level)
+    result = measure(vol.array, vol.affine, lowest_level=args.lowest_level,
+                     highest_level=args.highest_level)
     render(result)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

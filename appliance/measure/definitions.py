@@ -67,6 +67,14 @@ def lordosis_deg(upper_superior_normal: np.ndarray, lower_inferior_normal: np.nd
     return -kyphosis_deg(upper_superior_normal, lower_inferior_normal)
 
 
+def coronal_angle_deg(upper_normal: np.ndarray, lower_normal: np.ndarray) -> float:
+    """Signed coronal angle between an upper and a lower endplate: coronal tilt(upper) −
+    tilt(lower) (the Cobb angle before its absolute value), positive when the upper plate's
+    normal leans further toward the patient's left. The Cobb angle of vertebrae i..j is
+    the absolute value for i's superior and j's inferior endplate."""
+    return coronal_tilt_deg(upper_normal) - coronal_tilt_deg(lower_normal)
+
+
 def sacral_slope_deg(s1_normal: np.ndarray) -> float:
     """Sacral slope: angle between the S1 plate and the axial (horizontal) plane, in the
     sagittal projection; positive when the plate faces anteriorly (the usual case)."""

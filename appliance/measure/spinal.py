@@ -45,17 +45,51 @@ def _plates(named: dict[str, tuple[Body, Endplates | None]], name: str, what: st
     return plates
 
 
-def coronal(named: dict[str, tuple[Body, Endplates | None]], warnings: list[str]) -> tuple[dict | None, list[dict]]:
-    """Major Cobb curve and all curves ≥ 10° over the named bodies with endplates."""
-    order = [n for n in LEVELS if n in named and named[n][1] is not None]
+def _position(c: np.ndarray) -> list[float]:
+    return [round(float(x), 3) for x in c]
+
+
+def coronal(column: dict[str, tuple[Body, Endplates | None]], warnings: list[str]) -> tuple[dict | None, list[dict]]:
+    """Major Cobb curve and all curves ≥ 10° over every body with endplates, named or
+    not, in the (cranial-to-caudal) order of ``column``; each curve also gives the
+    centroids of its end and apex vertebrae (``*_centroid_mm``)."""
+    order = [n for n, (_, p) in column.items() if p is not None]
     if len(order) < 2:
-        warnings.append("Cobb angle: fewer than two named vertebral bodies with endplates")
+        warnings.append("Cobb angle: fewer than two vertebral bodies with endplates")
         return None, []
-    sup = [d.coronal_tilt_deg(named[n][1].superior.normal) for n in order]
-    inf = [d.coronal_tilt_deg(named[n][1].inferior.normal) for n in order]
-    cents = np.array([named[n][0].centroid_mm for n in order])
-    curves = [c.as_dict() for c in d.coronal_curves(order, sup, inf, cents)]
+    sup = [d.coronal_tilt_deg(column[n][1].superior.normal) for n in order]
+    inf = [d.coronal_tilt_deg(column[n][1].inferior.normal) for n in order]
+    cents = np.array([column[n][0].centroid_mm for n in order])
+    curves = []
+    for c in d.coronal_curves(order, sup, inf, cents):
+        out = c.as_dict()
+        for role in ("upper_end", "lower_end", "apex"):
+            out[f"{role}_centroid_mm"] = _position(column[out[f"{role}_vertebra"]][0].centroid_mm)
+        curves.append(out)
     return curves[0], curves
+
+
+def segmental_angles(column: dict[str, tuple[Body, Endplates | None]]) -> list[dict]:
+    """Disc angles between adjacent bodies of ``column`` (cranial first): the upper
+    body's inferior endplate against the lower body's superior one; ``sagittal_deg``
+    kyphosis positive (:func:`definitions.kyphosis_deg`), ``coronal_deg`` as
+    :func:`definitions.coronal_angle_deg`. None where a plate is missing.
+    ``*_bound_deg``: half the summed tilt ranges the voxels leave open for the two plates
+    (:attr:`Plane.open_deg`, as in :func:`uncertainty_warning`); within it the value is
+    the one that fits the neighbouring vertebrae best, often 0 on coarse voxels."""
+    items = list(column.items())
+    out = []
+    for (un, (_, up)), (ln, (_, lp)) in zip(items, items[1:]):
+        entry: dict = {"upper": un, "lower": ln, "sagittal_deg": None, "coronal_deg": None,
+                       "sagittal_bound_deg": None, "coronal_bound_deg": None}
+        if up is not None and lp is not None:
+            a, b = up.inferior, lp.superior
+            entry.update(sagittal_deg=d.kyphosis_deg(a.normal, b.normal),
+                         coronal_deg=d.coronal_angle_deg(a.normal, b.normal),
+                         sagittal_bound_deg=0.5 * float(a.open_deg[_SAG] + b.open_deg[_SAG]),
+                         coronal_bound_deg=0.5 * float(a.open_deg[_COR] + b.open_deg[_COR]))
+        out.append(entry)
+    return out
 
 
 def sagittal_parameters(
@@ -64,16 +98,20 @@ def sagittal_parameters(
     hip_center_mm: np.ndarray | None,
     warnings: list[str],
     voxel_mm: float = 0.0,
+    column: dict[str, tuple[Body, Endplates | None]] | None = None,
 ) -> dict:
-    """Cobb, kyphosis (T1–T12, T4–T12), lordosis (L1–L5, L1–S1), SS, PT, PI."""
+    """Cobb (over ``column``: every body, cranial first, named or not; default ``named``
+    in level order), kyphosis (T1–T12, T4–T12), lordosis (L1–L5, L1–S1), SS, PT, PI."""
     out: dict = {}
-    cobb, curves = coronal(named, warnings)
+    if column is None:
+        column = {n: named[n] for n in LEVELS if n in named}
+    cobb, curves = coronal(column, warnings)
     out["cobb"] = cobb
     out["curves"] = curves
     if cobb is not None:
         upper, lower = cobb["upper_end_vertebra"], cobb["lower_end_vertebra"]
-        uncertainty_warning("Cobb angle", [(f"{upper} superior", named[upper][1].superior, _COR),
-                                           (f"{lower} inferior", named[lower][1].inferior, _COR)], warnings)
+        uncertainty_warning("Cobb angle", [(f"{upper} superior", column[upper][1].superior, _COR),
+                                           (f"{lower} inferior", column[lower][1].inferior, _COR)], warnings)
 
     def pair(upper: str, lower: str, key: str, fn, what: str) -> None:
         a = _plates(named, upper, key, warnings)

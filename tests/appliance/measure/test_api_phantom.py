@@ -26,7 +26,7 @@ SEEDS = (1, 2, 3, 4, 5, 6)
 KEYS = {"schema", "cobb", "curves", "thoracic_kyphosis_deg", "thoracic_kyphosis_t4_t12_deg",
         "lumbar_lordosis_deg", "lumbar_lordosis_l1_s1_deg", "sacral_slope_deg", "pelvic_tilt_deg",
         "pelvic_incidence_deg", "vertebral_rotation_deg", "vertebrae", "femoral_heads", "s1_plate",
-        "structure_volumes_cm3", "warnings", "rotation_reference"}
+        "structure_volumes_cm3", "warnings", "rotation_reference", "segmental_angles", "level_naming"}
 TOLERANCE_DEG = {
     "thoracic_kyphosis_deg": 2.5, "thoracic_kyphosis_t4_t12_deg": 2.5, "lumbar_lordosis_deg": 2.5,
     "pelvic_tilt_deg": 2.0, "sacral_slope_deg": 4.5, "pelvic_incidence_deg": 4.5,
@@ -156,16 +156,20 @@ def test_missing_left_head_gives_nulls_and_a_warning(measured):
     assert any("left femoral head is missing" in w for w in m["warnings"])
 
 
-def test_no_pelvis_needs_a_lowest_level(measured):
+def test_no_pelvis_is_named_down_from_c2_or_by_a_lowest_level(measured):
+    """Without a sacrum the levels are counted down from C2 (in view at the top); V1…
+    names without either end: tests/appliance/measure/test_naming_ends.py."""
     study, full = measured(2)
     labels = study.labels.array.copy()
     labels[labels == 2] = 0
     m = measure(labels, study.labels.affine)
-    assert m["vertebrae"][0]["name"] == "V1" and m["lumbar_lordosis_deg"] is None
+    assert m["level_naming"]["rule"] == "c2" and [v["name"] for v in m["vertebrae"]] == list(LEVELS)
+    assert m["lumbar_lordosis_deg"] == pytest.approx(full["lumbar_lordosis_deg"], abs=1e-6)
     assert m["sacral_slope_deg"] is None and m["s1_plate"] is None
-    assert any("not named" in w for w in m["warnings"])
+    assert any("counted down from C2" in w for w in m["warnings"])
     hinted = measure(labels, study.labels.affine, lowest_level="L5")
     assert [v["name"] for v in hinted["vertebrae"]] == list(LEVELS)
+    assert hinted["level_naming"] == {"rule": "lowest_level_hint", "bodies": 23, "consistent": True, "uncertain": []}
     assert hinted["lumbar_lordosis_deg"] == pytest.approx(full["lumbar_lordosis_deg"], abs=1e-6)
 
 

@@ -35,3 +35,22 @@ def test_measure_writes_json_and_prints_a_table(tmp_path, capsys):
 def test_lowest_level_is_validated():
     with pytest.raises(SystemExit):
         _parse(["measure", "x.nii.gz", "--lowest-level", "S3"])
+
+
+def test_highest_level_reaches_measure(tmp_path):
+    """``--highest-level`` names the top body: a phantom cropped to T9 (half)…L4 (half)."""
+    from dataclasses import replace
+
+    from tests.appliance.measure.test_naming_ends import _study, _thoracolumbar
+
+    lab, aff = _thoracolumbar()
+    labels = write_nifti(replace(_study().labels, array=lab, origin_mm=tuple(float(v) for v in aff[:3, 3])),
+                         tmp_path / "labels.nii.gz")
+    out = tmp_path / "measurements.json"
+    args = _parse(["measure", str(labels), "--json", str(out), "--highest-level", "T9"])
+    assert args.handler(args) == 0
+    result = json.loads(out.read_text())
+    assert result["level_naming"]["rule"] == "highest_level_hint"
+    assert [v["name"] for v in result["vertebrae"]][:2] == ["T9", "T10"]
+    with pytest.raises(SystemExit):
+        _parse(["measure", "x.nii.gz", "--highest-level", "C1"])
