@@ -27,6 +27,7 @@ import numpy as np
 from appliance.bundle import file_entry, load_bundle, write_manifest
 from appliance.errors import ExportError, WbspineError
 from export.parity import ParityThresholds, check_parity, phantom_windows
+from export.validate import RECORD_HEADING
 
 #: Seed of the random parity windows (uniform in [0, 1], the normalised intensity range).
 PARITY_SEED = 0
@@ -111,14 +112,18 @@ def add_weights(bundle_dir: str | Path, recovered: dict, report: dict) -> Path:
     card = bundle.path("model_card")
     if card is not None:
         r, p = report["random"], report["phantom"]
-        card.write_text(card.read_text().rstrip("\n") + "\n\n" + (
+        title = f"# Model card: {m.model.name} "
+        text = card.read_text().replace(title + m.model.version + "\n", title + bump_patch(m.model.version) + "\n", 1)
+        cut = text.find("\n" + RECORD_HEADING)  # `export.validate --record` owns the card's tail
+        head, tail = (text, "") if cut < 0 else (text[:cut + 1], text[cut + 1:])
+        card.write_text(head.rstrip("\n") + "\n\n" + (
             f"{CARD_HEADING}\n\n`{WEIGHTS_NAME}` (safetensors, role `weights`) holds the network's "
             "trained tensors for fine-tuning (`wbspine train --init-from`). Recovered from `model.onnx` "
             "(`python -m export.recover`); the rebuilt PyTorch network matches ONNX Runtime: max "
             f"|Δlogit| = {r['max_abs_logit_diff']:.2e} on {r['windows']} random windows, "
             f"{p['max_abs_logit_diff']:.2e} (argmax agreement {p['argmax_agreement']:.6f}) on "
             f"{p['windows']} phantom windows. The deep-supervision heads (training only) were never "
-            "exported, so they are not in the file; fine-tuning starts them fresh.\n"))
+            "exported, so they are not in the file; fine-tuning starts them fresh.\n") + ("\n" + tail if tail else ""))
     files = [file_entry(root, f.path, f.role) for f in m.files] + [file_entry(root, WEIGHTS_NAME, "weights")]
     manifest = m.model_copy(update={"files": files,
                                     "model": m.model.model_copy(update={"version": bump_patch(m.model.version)})})

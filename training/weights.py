@@ -40,6 +40,7 @@ def save_weights(state_dict: dict, path: str | Path, model_config: dict, num_cla
         "format": FORMAT, "architecture": ARCHITECTURE,
         "model_config": json.dumps(model_config, sort_keys=True), "num_classes": str(int(num_classes)),
     })
+    path.chmod(0o644)  # safetensors writes 0600; the bundle's other files are world-readable
     return path
 
 
