@@ -94,7 +94,7 @@ def mismatches(config_model: dict, config_labels: dict[int, str], model_shapes: 
     if dict(config_labels) != dict(source.labels):
         out.append(f"data.labels: config {dict(config_labels)}, source {dict(source.labels)}")
     src_shapes = {k: tuple(v.shape) for k, v in source.state_dict.items()}
-    for key in sorted(set(model_shapes) | set(src_shapes)):
+    for key in list(model_shapes) + [k for k in src_shapes if k not in model_shapes]:  # network order
         a, b = model_shapes.get(key), src_shapes.get(key)
         if a is None:
             out.append(f"{key}: not in the config's network, source {b}")
