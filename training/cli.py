@@ -35,7 +35,7 @@ def register_train(sub: argparse._SubParsersAction) -> None:
                         "The config's model settings and labels must be the source's (a mismatch is "
                         "refused with the differing keys/shapes; for the default model use "
                         "--config training/configs/default_model.toml). Lowers optim.lr tenfold unless "
-                        "--set optim.lr=... is given. Same as --set train.init_from=PATH")
+                        "--set optim.lr=... is given (--set train.init_from=PATH alone keeps the lr). Recorded in the config as train.init_from")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and hash, then stop")
     p.set_defaults(handler=run_train)
 
