@@ -67,7 +67,7 @@ default-model-export: $(FULL)
 	@[ -f $(DEFAULT_DATASET)/dataset.json ] || { echo "$(DEFAULT_DATASET) is missing: make default-model makes it"; exit 2; }
 	rm -rf appliance/models/default
 	$(BIN)/wbspine export $(RUN)/best.pt --out appliance/models/default --name wbspine-default \
-	  --version 1.1.0 --description "Default model: synthetic phantoms + one pseudo-labelled CT; not for clinical use" \
+	  --version 1.1.1 --description "Default model: synthetic phantoms + one pseudo-labelled CT; not for clinical use" \
 	  --card-extra training/configs/default_model_card.md
 	$(BIN)/python -m export.validate appliance/models/default --dataset $(DEFAULT_DATASET) \
 	  --case totalseg-example-ct --record

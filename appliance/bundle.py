@@ -14,7 +14,12 @@ The manifest is the only thing the appliance reads about a model. Schema
     labels           [{value, name, code {value, scheme, meaning}, category {value, scheme, meaning}}]
     validation       {dataset, structures {name: {dice, volume_similarity, recall, cases}}}
     files            [{path (relative, posix), role, sha256, size_bytes}]   roles: "onnx" (required),
-                      "onnx_fp16", "tensorrt_plan", "triton_repository", "model_card", "other"
+                      "onnx_fp16", "tensorrt_plan", "triton_repository", "model_card",
+                      "weights" (optional, since bundle 1.1.1: the network's trainable weights
+                      as safetensors, for ``wbspine train --init-from``), "other"
+
+The appliance never reads the ``weights`` file (it runs the ONNX); it only checks its size
+and sha256 like every listed file. Bundles without it stay valid.
 
 Untrusted input (a bundle may be copied onto the box by hand): the manifest's size is
 capped before it is read, its JSON nesting is bounded, paths must stay inside the
@@ -144,7 +149,7 @@ class Validation(_Strict):
 
 class FileEntry(_Strict):
     path: str = Field(min_length=1, max_length=255)
-    role: Literal["onnx", "onnx_fp16", "tensorrt_plan", "triton_repository", "model_card", "other"]
+    role: Literal["onnx", "onnx_fp16", "tensorrt_plan", "triton_repository", "model_card", "weights", "other"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0, le=MAX_FILE_BYTES)
 
@@ -178,6 +183,8 @@ class Manifest(_Strict):
             raise ValueError("duplicate file paths")
         if sum(f.role == "onnx" for f in self.files) != 1:
             raise ValueError("exactly one file with role 'onnx' is required")
+        if sum(f.role == "weights" for f in self.files) > 1:
+            raise ValueError("at most one file with role 'weights' is allowed")
         return self
 
     def file(self, role: str) -> FileEntry | None:

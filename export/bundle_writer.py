@@ -87,7 +87,7 @@ def build_manifest(ckpt: dict, out_dir: Path, *, name: str, version: str, descri
 
 
 def model_card(ckpt: dict, name: str, version: str, parity: dict, extra: str = "",
-               parity_fp16: dict | None = None) -> str:
+               parity_fp16: dict | None = None, weights_file: str | None = None) -> str:
     """A human-readable card; the numbers come from the checkpoint and the parity run."""
     v = validation_info(ckpt)
     rows = "\n".join(f"| {k} | {m.cases} | {m.dice:.3f} | {m.volume_similarity:.3f} | {m.recall:.3f} |"
@@ -101,6 +101,8 @@ def model_card(ckpt: dict, name: str, version: str, parity: dict, extra: str = "
         f"normalisation t = {ckpt['normalization']['t']}\n"
         f"- Export parity (ONNX Runtime vs PyTorch): max |Δlogit| = {parity['max_abs_logit_diff']:.2e}, "
         f"argmax agreement = {parity['argmax_agreement']:.6f} over {parity['windows']} phantom windows\n"
+        + (f"- Trainable weights: `{weights_file}` (the PyTorch state dict as safetensors) for "
+           "`wbspine train --init-from`\n" if weights_file else "")
         + (f"- FP16 variant `model_fp16.onnx` (for GPUs) vs PyTorch FP32: max |Δlogit| = "
            f"{parity_fp16['max_abs_logit_diff']:.2e}, argmax agreement = {parity_fp16['argmax_agreement']:.6f}\n"
            if parity_fp16 else "") + "\n"

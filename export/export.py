@@ -1,4 +1,7 @@
-"""The export procedure: checkpoint → ONNX → parity → (TensorRT) → card → manifest."""
+"""The export procedure: checkpoint → ONNX → parity → (TensorRT) → card → manifest.
+
+Every bundle also carries the checkpoint's weights (``model.safetensors``, role ``weights``,
+all heads included) so that it can be fine-tuned (``wbspine train --init-from BUNDLE``)."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
     which must pass its own, looser parity thresholds against the same PyTorch outputs.
     """
     from training.checkpoint import model_from_checkpoint
+    from training.weights import WEIGHTS_NAME, save_weights
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -42,6 +46,8 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
     if not parity.passed:
         raise ExportError(f"parity check failed: {parity.as_dict()}")
     files = [("model.onnx", "onnx")]
+    save_weights(model.state_dict(), out / WEIGHTS_NAME, ckpt["model"]["config"], ckpt["model"]["num_classes"])
+    files.append((WEIGHTS_NAME, "weights"))  # for `wbspine train --init-from` (issue 17)
     parity_fp16 = None
     if fp16:
         fp16_path = convert_fp16(onnx_path, out / "model_fp16.onnx")
@@ -61,7 +67,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
         else:
             trt_note = f"TensorRT engine: not built ({reason}).\n\n"
     card = model_card(ckpt, name, version, parity.as_dict(), trt_note + card_extra,
-                      parity_fp16=parity_fp16.as_dict() if parity_fp16 else None)
+                      parity_fp16=parity_fp16.as_dict() if parity_fp16 else None, weights_file=WEIGHTS_NAME)
     (out / "MODEL_CARD.md").write_text(card)
     files.append(("MODEL_CARD.md", "model_card"))
     manifest = build_manifest(ckpt, out, name=name, version=version, description=description,

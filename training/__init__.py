@@ -22,6 +22,9 @@ Modules (one job each):
 - ``loop``        Adam + paper schedules, progress bar, CSV/TensorBoard, last/best
                   checkpoints with exact resume, AMP on CUDA, DDP via torchrun.
 - ``checkpoint``  checkpoint content (what export needs) and ``model_from_checkpoint``.
+- ``weights``     trainable weights as safetensors (the bundle's ``weights`` file).
+- ``init_from``   ``--init-from``: start from a bundle's or checkpoint's weights, refusing
+                  a config whose network differs.
 - ``evaluate``    simple sliding window and the Table-3 report (appliance.metrics).
 - ``cli``         ``wbspine train``, ``wbspine dataset ...``, ``wbspine evaluate``.
 
@@ -32,4 +35,5 @@ Typical use::
     wbspine train --config training/configs/default.toml --set train.epochs=50
     torchrun --nproc-per-node 4 -m appliance.cli train --config my.toml   # multi-GPU
     wbspine evaluate runs/default/best.pt --out runs/default/eval
+    wbspine train --config training/configs/default_model.toml --init-from appliance/models/default
 """

@@ -29,8 +29,19 @@ def register_train(sub: argparse._SubParsersAction) -> None:
                    help=_SET_HELP)
     p.add_argument("--out", type=Path, help="run folder (same as --set run.out=...)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same config)")
+    p.add_argument("--init-from", type=Path, metavar="BUNDLE_OR_CHECKPOINT",
+                   help="fine-tune: start from trained weights instead of a random init, e.g. "
+                        "appliance/models/default (a bundle with a 'weights' file) or a run's best.pt. "
+                        "The config's model settings and labels must be the source's (a mismatch is "
+                        "refused with the differing keys/shapes; for the default model use "
+                        "--config training/configs/default_model.toml). Lowers optim.lr tenfold unless "
+                        "--set optim.lr=... is given (--set train.init_from=PATH alone keeps the lr). Recorded in the config as train.init_from")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and hash, then stop")
     p.set_defaults(handler=run_train)
+
+
+def _explicit(overrides: list[str], key: str) -> bool:
+    return any(item.partition("=")[0].strip() == key for item in overrides)
 
 
 def _config(args):
@@ -39,6 +50,14 @@ def _config(args):
     overrides = list(args.overrides)
     if getattr(args, "out", None) is not None:
         overrides.append(f'run.out="{args.out}"')
+    init_from = getattr(args, "init_from", None)
+    if init_from is not None:
+        from training.init_from import FINE_TUNE_LR_FACTOR
+
+        overrides.append(f'train.init_from="{init_from}"')
+        if not _explicit(overrides, "optim.lr"):
+            lr = load_config(args.config, overrides).optim.lr
+            overrides.append(f"optim.lr={lr * FINE_TUNE_LR_FACTOR!r}")
     return load_config(args.config, overrides)
 
 

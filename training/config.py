@@ -110,6 +110,10 @@ class TrainConfig(_Section):
     seed: int = 0
     val_every: int = 5  # [ours] epochs between validations (sliding window on val cases)
     amp: bool = True  # mixed precision, used only on CUDA
+    # [ours] start from these trained weights (a bundle folder with a ``weights`` file, or
+    # a checkpoint) instead of a random init: ``wbspine train --init-from``. Left out of
+    # the config (and its hash) when unset, so configs written before it keep their hash.
+    init_from: Path | None = None
 
 
 class RunConfig(_Section):
@@ -142,7 +146,10 @@ class Config(_Section):
         return len(self.data.labels)
 
     def semantic_dict(self) -> dict:
-        return json.loads(self.model_dump_json(exclude={"run"}))
+        data = json.loads(self.model_dump_json(exclude={"run"}))
+        if data["train"].get("init_from") is None:
+            data["train"].pop("init_from", None)
+        return data
 
     @property
     def hash(self) -> str:

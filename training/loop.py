@@ -6,6 +6,8 @@ weight ``alpha`` × ``alpha_gamma`` every ``alpha_step_epochs``; loss
 resume: model, optimizer, scheduler, AMP scaler, alpha, epoch, python/numpy/torch RNG),
 ``best.pt`` when the mean validation Dice improves, a CSV row in ``log.csv`` and
 TensorBoard scalars (when tensorboard is installed). Only rank 0 writes.
+``train.init_from`` starts from trained weights (:mod:`training.init_from`) instead of a
+random init; a resumed run continues from its own ``last.pt`` instead.
 """
 
 from __future__ import annotations
@@ -132,18 +134,29 @@ def _train(config, ctx, device, resume, max_epochs) -> TrainResult:
     names = [config.data.labels[k] for k in sorted(config.data.labels)]
     if names != [dataset.labels[k] for k in sorted(dataset.labels)]:
         raise TrainingError(f"dataset labels {dataset.labels} differ from the config's {config.data.labels}")
+    resuming = resume and (out / "last.pt").exists()
+    model = build_model(config.semantic_dict()["model"], config.num_classes)
+    if tcfg.init_from is not None and not resuming:  # before the data work: a mismatch fails fast
+        from training.init_from import initialise, read_source
+
+        source = read_source(tcfg.init_from)
+        fresh = initialise(model, config, source)
+        if ctx.is_main:
+            print(f"initialised from {source.kind} {source.path} (sha256 {source.sha256[:12]}); "
+                  f"{len(fresh)} deep-supervision tensors start fresh" if fresh else
+                  f"initialised from {source.kind} {source.path} (sha256 {source.sha256[:12]})")
+    model = model.to(device)
     cache = Path(run.cache_dir) if run.cache_dir else dataset.root / "cache"
     prep = max(1, run.num_workers)
     train_cases = prepare_split(dataset, "train", config.data.working_spacing_mm, cache, prep)
     val_cases = prepare_split(dataset, "val", config.data.working_spacing_mm, cache, prep) if ctx.is_main else []
 
-    model = build_model(config.semantic_dict()["model"], config.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg.lr, weight_decay=optim_cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, optim_cfg.lr_step_epochs, optim_cfg.lr_gamma)
     use_amp = tcfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history, best, start_epoch, validation = [], None, 0, {}
-    if resume and (out / "last.pt").exists():
+    if resuming:  # the run's own weights, not --init-from's
         state = ckpt_io.load(out / "last.pt")
         if state["config_hash"] != config.hash:
             raise TrainingError(f"{out / 'last.pt'} was made with config {state['config_hash']}, "

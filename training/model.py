@@ -94,5 +94,11 @@ def build_model(model_config: dict, num_classes: int) -> ResUNet3d:
                      norm=model_config["norm"], max_width=model_config["max_width"])
 
 
+def deep_supervision_keys(model: ResUNet3d) -> set[str]:
+    """State-dict keys of the coarse heads (all but the last): used only in training mode,
+    so absent from an ONNX export and from weights recovered from one."""
+    return {f"heads.{i}.{name}" for i, head in enumerate(model.heads[:-1]) for name, _ in head.named_parameters()}
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

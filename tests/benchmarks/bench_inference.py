@@ -2,11 +2,14 @@
 
 Run by hand (heavy; needs the ``train`` extra and ``monai``)::
 
-    PYTHONPATH=. python tests/benchmarks/bench_inference.py [--checkpoint PT] [--size full] [--slices N] [--skip-monai]
+    PYTHONPATH=. python tests/benchmarks/bench_inference.py [--bundle DIR | --checkpoint PT | --random] [--size full] [--slices N] [--skip-monai]
 
-Prints one JSON object. Same weights on both sides: a training checkpoint
-(``--checkpoint``, e.g. ``runs/default-model/best.pt``: window, spacing and t from it),
-else ``training.model.ResUNet3d`` with random weights (seed 0); exported to ONNX for ours. Both are timed from the loaded volume
+Prints one JSON object. Same weights on both sides. By default the model we ship: the
+default bundle's trainable weights (``model.safetensors``) in PyTorch for MONAI, the
+bundle itself (its ``model.onnx``, verified) for ours, window, spacing and t from its
+manifest; ``--bundle DIR`` another bundle with weights. ``--checkpoint PT`` (e.g.
+``runs/default-model/best.pt``) or ``--random`` (``training.model.ResUNet3d``, random
+weights, seed 0) are exported to ONNX for ours. Both are timed from the loaded volume
 to the label map on the input grid:
 
 * ours: ``appliance.inference.segment`` (crop, streamed sliding window on the engine
@@ -37,6 +40,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +67,27 @@ def use_checkpoint(path: Path):
     SPACING = tuple(float(s) for s in ckpt["working_spacing_mm"])
     T = float(ckpt["normalization"]["t"])
     WEIGHTS = f"checkpoint {path.name}, config {ckpt.get('config_hash')}"
+    return model.eval()
+
+
+def use_bundle(path: Path):
+    """The bundle's network in PyTorch (eval) from its ``weights`` file; window, spacing
+    and t from its manifest. The deep-supervision heads the file may lack act only in
+    training, so they stay at their random init."""
+    global WINDOW, SPACING, T, WEIGHTS, NUM_CLASSES
+    from appliance.bundle import load_bundle
+    from training.init_from import read_source
+    from training.model import build_model
+
+    source = read_source(path)  # verifies the bundle; refuses one without weights
+    bundle = load_bundle(path)
+    pre = bundle.manifest.preprocessing
+    WINDOW, SPACING, T = tuple(pre.window_zyx), tuple(pre.working_spacing_mm), float(pre.normalization_t)
+    NUM_CLASSES = bundle.manifest.io.num_classes
+    model = build_model(source.model_config, NUM_CLASSES)
+    model.load_state_dict({**model.state_dict(), **source.state_dict}, strict=True)
+    WEIGHTS = (f"bundle {bundle.manifest.model.name} {bundle.manifest.model.version} "
+               f"(weights sha256 {source.sha256[:12]})")
     return model.eval()
 
 
@@ -224,7 +249,10 @@ def main(argv=None) -> int:
     p.add_argument("--skip-monai", action="store_true")
     p.add_argument("--parity", action="store_true",
                    help="also run ours without crop/skipping/cleanup and compare its raw argmax with MONAI's")
-    p.add_argument("--checkpoint", type=Path, help="trained weights for both sides (default: random)")
+    p.add_argument("--bundle", type=Path, help="bundle with trainable weights for both sides "
+                                              "(default: the shipped appliance/models/default)")
+    p.add_argument("--checkpoint", type=Path, help="a training checkpoint's weights for both sides instead")
+    p.add_argument("--random", action="store_true", help="random weights (seed 0) instead of the shipped model")
     p.add_argument("--no-track", action="store_true", help="ours without following the spine (appliance.tracking)")
     p.add_argument("--engine", default="auto", help="our engine kind (auto: OpenVINO when installed; cpu: ONNX Runtime)")
     p.add_argument("--child-ours", type=Path, help=argparse.SUPPRESS)
@@ -253,18 +281,27 @@ def main(argv=None) -> int:
         extra = np.full((args.pad_to - image.shape_zyx[0], *image.shape_zyx[1:]), -1024, image.array.dtype)
         image = Volume(np.concatenate([image.array, extra]), image.spacing_mm, image.origin_mm, image.direction)
     del study
+    bundle_dir = None
     if args.checkpoint:
         model = use_checkpoint(args.checkpoint)
-    else:
+    elif args.random:
         torch.manual_seed(0)
         model = ResUNet3d(NUM_CLASSES).eval()
+    else:
+        from appliance.bundle import DEFAULT_BUNDLE_DIR
+
+        bundle_dir = args.bundle or DEFAULT_BUNDLE_DIR
+        model = use_bundle(bundle_dir)
     out: dict = {"card": "CPU", "cpus": len(os.sched_getaffinity(0)), "loadavg_before": os.getloadavg()[0],
                  "input_shape_zyx": list(image.shape_zyx), "voxels": int(np.prod(image.shape_zyx)),
                  "window_zyx": list(WINDOW), "working_spacing_mm": list(SPACING)}  # after --checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         save_volume(image, work)
-        make_bundle(work / "bundle", model)
+        if bundle_dir is not None:  # ours runs the bundle as shipped
+            shutil.copytree(bundle_dir, work / "bundle")
+        else:
+            make_bundle(work / "bundle", model)
         cmd = [sys.executable, __file__, "--child-ours", str(work)] + \
               (["--threads", str(args.threads)] if args.threads else []) + (["--parity"] if args.parity else []) + \
               (["--no-track"] if args.no_track else []) + ["--engine", args.engine]

@@ -92,6 +92,20 @@ def test_triton_repository_matches_the_manifest(bundle):
     assert (model_dir / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
 
 
+def test_export_ships_the_checkpoint_weights(bundle, checkpoint):
+    from training.weights import load_weights
+
+    out, _, _ = bundle
+    m = load_bundle(out).manifest
+    assert m.file("weights").path == "model.safetensors"
+    state, meta = load_weights(out / "model.safetensors")
+    expected = ckpt_mod.load(checkpoint)["model"]["state_dict"]
+    assert state.keys() == expected.keys()  # every head included: nothing starts fresh
+    assert all(torch.equal(state[k], v) for k, v in expected.items())
+    assert meta["model_config"] == m.training.config["model"]
+    assert "model.safetensors" in (out / "MODEL_CARD.md").read_text()
+
+
 def test_tampered_bundle_is_refused(bundle, tmp_path):
     import shutil
 

@@ -73,3 +73,25 @@ def test_refuses_deep_json_and_missing_files(bundle_dir, tmp_path):
     with pytest.raises(BundleError) as info:
         load_bundle(tmp_path / "nowhere")
     assert info.value.code == "not_found"
+
+
+def test_weights_role_is_listed_and_checked_but_at_most_once(bundle_dir):
+    """Bundle 1.1.1+: trainable weights (role ``weights``), hashed like every file; the
+    appliance only verifies them (it runs the ONNX)."""
+    from appliance.bundle import file_entry
+
+    (bundle_dir / "model.safetensors").write_bytes(b"weights")  # the appliance never parses it
+    entry = file_entry(bundle_dir, "model.safetensors", "weights").model_dump()
+    files = json.loads((bundle_dir / "manifest.json").read_text())["files"]
+    rewrite_manifest(bundle_dir, files=files + [entry])
+    assert load_bundle(bundle_dir).path("weights") == bundle_dir / "model.safetensors"
+    (bundle_dir / "model.safetensors").write_bytes(b"Weights")
+    with pytest.raises(BundleError) as info:
+        load_bundle(bundle_dir)
+    assert info.value.code == "hash_mismatch"
+    (bundle_dir / "model.safetensors").write_bytes(b"weights")
+    (bundle_dir / "w2.safetensors").write_bytes(b"weights")
+    second = file_entry(bundle_dir, "w2.safetensors", "weights").model_dump()
+    rewrite_manifest(bundle_dir, files=files + [entry, second])
+    with pytest.raises(BundleError, match="at most one file with role 'weights'"):
+        load_bundle(bundle_dir)
