@@ -54,7 +54,7 @@ from scipy import ndimage
 
 from appliance.labels import LABEL_NAMES, Label
 from appliance.measure.bodies import MIN_BODY_MM3
-from appliance.measure.geometry import fit_sphere, surface, voxel_volume_mm3, zyx_to_lps
+from appliance.measure.geometry import fit_sphere, spacing_mm, surface, voxel_volume_mm3, zyx_to_lps
 from appliance.measure.pelvis import MIN_HEAD_MM3
 
 #: Reference components of the column: at least this share of the median component volume.
@@ -110,7 +110,7 @@ class _Component:
     volume_mm3: float
     centroid_mm: np.ndarray
     z_range_mm: tuple[float, float]
-    section_mm2: float  # largest section across the first (z) index axis
+    section_mm2: float  # largest section across the first array axis (axial in canonical volumes)
 
 
     @property
@@ -140,7 +140,7 @@ def _components(labels: np.ndarray, value: int, box, affine: np.ndarray, full: b
         corners = zyx_to_lps(np.array([[a, b, c] for a in (0, mask.shape[0] - 1) for b in (0, mask.shape[1] - 1)
                                        for c in (0, mask.shape[2] - 1)]), affine, off)
         z = corners[:, 2]  # the crop box's z range (exact for axis-aligned grids)
-        section = float(mask.sum(axis=(1, 2)).max()) * voxel_volume_mm3(affine) / abs(float(affine[2, 2]) or 1.0)
+        section = float(mask.sum(axis=(1, 2)).max()) * voxel_volume_mm3(affine) / float(spacing_mm(affine)[0])
         out.append(_Component(i, sl, off, mask, count * voxel_volume_mm3(affine), centroid,
                               (float(z.min()) - pad, float(z.max()) + pad), section))
     return out, lab
