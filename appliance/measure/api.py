@@ -1,6 +1,8 @@
 """``measure(labels, affine)``: spinal and pelvic parameters from a label map.
 
-Pipeline: crop to each label's bounding box → individual vertebral bodies → endplate
+Pipeline: anatomical plausibility (:mod:`appliance.measure.plausibility`: organ-like
+components labelled as bone are left out and listed under ``rejected``) → crop to each
+label's bounding box → individual vertebral bodies → endplate
 plane fits → S1 plate under the lowest body → level names → femoral heads and hip axis
 → the clinical definitions of :mod:`appliance.measure.definitions`. Anything that
 cannot be measured is ``None`` with a warning saying why.
@@ -18,6 +20,7 @@ from appliance.measure.endplates import disc_directions, fit_endplates, spine_di
 from appliance.measure.geometry import spacing_mm, voxel_points_mm
 from appliance.measure.levels import Naming, c2_cues, name_bodies
 from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
+from appliance.measure.plausibility import plausible_labels
 from appliance.measure.rotation import (
     MAX_SECTION_SPREAD_DEG,
     MIN_SMALL_SECTION_VOX,
@@ -241,6 +244,11 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     Cobb curves and ``segmental_angles`` are measured on every body with endplates,
     named or not (unnamed: V1…Vn, cranial first). Raises :class:`MeasurementError` for
     unusable inputs (also for both hints inconsistent with the bodies found).
+
+    Components that fail the plausibility rules are left out of every measurement and
+    listed under ``rejected`` (label, rule, volume, LPS centroid, reason), each also as a
+    warning; ``structure_volumes_cm3`` stays that of the map as given (raw, rejected
+    components included), as the SEG shows it.
     """
     labels = _check_inputs(labels, affine)
     affine = np.asarray(affine, float)
@@ -251,6 +259,12 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     unknown = set(np.unique(labels[::2, ::2, ::2]).tolist()) - {0, 1, 2, 3}
     if unknown:
         warnings.append(f"label values {sorted(unknown)} are not part of the 0–3 convention and were ignored")
+    raw = labels
+    labels, rejected = plausible_labels(raw, affine)
+    for r in rejected:
+        c = ", ".join(f"{v:.0f}" for v in r.centroid_mm)
+        warnings.append(f"left out of the measurements: a {r.label} component of {r.volume_cm3:.1f} cm³ at "
+                        f"({c}) mm LPS ({r.rule}): {r.reason}")
 
     bodies, plates, truncated = _spine(labels, affine, warnings)
     s1 = _sacrum(labels, affine, bodies, plates, warnings)
@@ -290,7 +304,8 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
         for h in sorted(heads, key=lambda h: h.side != "right")
     ]
     result["s1_plate"] = None if s1 is None else {"center_mm": _vec(s1.center_mm, 3), "normal": _vec(s1.normal)}
-    result["structure_volumes_cm3"] = structure_volumes_cm3(labels, affine)
+    result["structure_volumes_cm3"] = structure_volumes_cm3(raw, affine)
+    result["rejected"] = [r.as_dict() for r in rejected]
     result["warnings"] = warnings
     return result
 

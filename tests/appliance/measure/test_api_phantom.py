@@ -26,7 +26,7 @@ SEEDS = (1, 2, 3, 4, 5, 6)
 KEYS = {"schema", "cobb", "curves", "thoracic_kyphosis_deg", "thoracic_kyphosis_t4_t12_deg",
         "lumbar_lordosis_deg", "lumbar_lordosis_l1_s1_deg", "sacral_slope_deg", "pelvic_tilt_deg",
         "pelvic_incidence_deg", "vertebral_rotation_deg", "vertebrae", "femoral_heads", "s1_plate",
-        "structure_volumes_cm3", "warnings", "rotation_reference", "segmental_angles", "level_naming"}
+        "structure_volumes_cm3", "warnings", "rotation_reference", "segmental_angles", "level_naming", "rejected"}
 TOLERANCE_DEG = {
     "thoracic_kyphosis_deg": 2.5, "thoracic_kyphosis_t4_t12_deg": 2.5, "lumbar_lordosis_deg": 2.5,
     "pelvic_tilt_deg": 2.0, "sacral_slope_deg": 4.5, "pelvic_incidence_deg": 4.5,
