@@ -67,7 +67,7 @@ def _cores(region: np.ndarray, depth_map: np.ndarray, level: int, voxel_mm3: flo
     return [region]
 
 
-def _try_split(mask: np.ndarray, affine: np.ndarray) -> list[np.ndarray]:
+def split_component(mask: np.ndarray, affine: np.ndarray) -> list[np.ndarray]:
     """Split a component through thin bridges: find its separate deep cores (see
     :func:`_cores`) and give every voxel to its nearest core. One mask if it has one."""
     spacing = spacing_mm(affine)
@@ -120,7 +120,7 @@ def find_bodies(body_mask: np.ndarray, affine: np.ndarray, offset_zyx=(0, 0, 0))
     for _ in range(MAX_SPLIT_ROUNDS):  # a part may itself hold two bodies
         out: list[Body] = []
         for k, b in enumerate(bodies):
-            parts = _try_split(b.mask, affine) if _suspect_merged(bodies, k, affine) else [b.mask]
+            parts = split_component(b.mask, affine) if _suspect_merged(bodies, k, affine) else [b.mask]
             if len(parts) > 1:
                 warnings.append(f"split a vertebral-body component at z={b.centroid_mm[2]:.0f} mm into "
                                 f"{len(parts)} bodies (thin or collapsed disc, or touching vertebrae)")

@@ -27,7 +27,11 @@ them; 26-connected for pelvis and femoral heads):
    ``TUBE_MAX_SECTION`` × theirs: the aorta spans several levels without disc gaps; a
    tall component wider than that is bodies merged with something, and is kept),
    ``off_column`` otherwise (blobs far lateral or anterior, rib fragments). With fewer
-   than ``MIN_NEIGHBOURS`` neighbours nothing is rejected.
+   than ``MIN_NEIGHBOURS`` neighbours, or a centroid more than ``MAX_EXTRAPOLATION``
+   body heights beyond their z range, nothing is rejected. A tall component that splits
+   into ``MIN_STACKED_CORES`` or more deep cores (:func:`bodies.split_component`) is
+   bodies touching at their discs, never a tube (the real chest CT's C7–T10 are one
+   such component, 202 mm tall).
 2. The pelvis lies below the column and joins the sacrum under the lowest lumbar body.
    A pelvis component whose lowest point is above the centroid of the lowest kept body
    component is rejected (``above_column``; kidneys beside L1, the heart). The main
@@ -53,7 +57,7 @@ import numpy as np
 from scipy import ndimage
 
 from appliance.labels import LABEL_NAMES, Label
-from appliance.measure.bodies import MIN_BODY_MM3
+from appliance.measure.bodies import MIN_BODY_MM3, split_component
 from appliance.measure.geometry import fit_sphere, spacing_mm, surface, voxel_volume_mm3, zyx_to_lps
 from appliance.measure.pelvis import MIN_HEAD_MM3
 
@@ -76,6 +80,12 @@ TUBE_MIN_HEIGHT_FACTOR = 3.0
 #: … and no axial section larger than this share of the neighbours' largest sections
 #: (a tube merged with bodies is wider; it is kept, not solved).
 TUBE_MAX_SECTION = 1.0
+#: A component is judged against its column only this many body heights (in z) beyond
+#: the neighbours the line is fitted to (a quadratic is not extrapolated further).
+MAX_EXTRAPOLATION = 1.0
+#: A tall component that splits into this many deep cores (bodies.split_component) is
+#: bodies touching at their discs (whole-vertebra masks, thin discs), never a tube.
+MIN_STACKED_CORES = 3
 #: A second pelvis component farther than this from the main one is detached (mm).
 DETACHED_MM = 30.0
 #: Plausible femoral-head radii (mm): children's heads from ~12 mm, adults' up to ~30 mm.
@@ -168,7 +178,7 @@ def _column_line(nb: list[_Component], z: float) -> np.ndarray:
     return best
 
 
-def _column(comps: list[_Component], rejections: list[Rejection]) -> list[_Component]:
+def _column(comps: list[_Component], affine: np.ndarray, rejections: list[Rejection]) -> list[_Component]:
     """Rule 1: the components off the vertebral column; returns those kept."""
     evaluated = [c for c in comps if c.volume_mm3 >= MIN_BODY_MM3]
     if not evaluated:
@@ -187,8 +197,11 @@ def _column(comps: list[_Component], rejections: list[Rejection]) -> list[_Compo
         if len(others) < MIN_NEIGHBOURS:
             continue
         nb = [ref[j] for j in others]
-        if np.ptp([n.centroid_mm[2] for n in nb]) < 1e-6:
+        nz = [n.centroid_mm[2] for n in nb]
+        if np.ptp(nz) < 1e-6:
             continue
+        if not min(nz) - MAX_EXTRAPOLATION * typical_h <= c.centroid_mm[2] <= max(nz) + MAX_EXTRAPOLATION * typical_h:
+            continue  # the column is not known that far beyond its neighbours: keep
         off = float(np.hypot(*(c.centroid_mm[:2] - _column_line(nb, float(c.centroid_mm[2])))))
         radius = float(np.median([n.radius_mm for n in nb]))
         limit = max(OFF_COLUMN_FACTOR * radius, OFF_COLUMN_MIN_MM)
@@ -199,6 +212,8 @@ def _column(comps: list[_Component], rejections: list[Rejection]) -> list[_Compo
         if c.height_mm >= TUBE_MIN_HEIGHT_FACTOR * height:
             if c.height_mm < TUBE_ASPECT * 2.0 * c.radius_mm or c.section_mm2 > TUBE_MAX_SECTION * section:
                 continue  # tall and wide: bodies merged with something, kept (cannot tell)
+            if len(split_component(c.mask, affine)) >= MIN_STACKED_CORES:
+                continue  # separate cores stacked along it: bodies touching at their discs
             _reject(rejections, Label.VERTEBRAL_BODIES, "tube", c,
                     f"a tube {c.height_mm:.0f} mm tall and {2 * c.radius_mm:.0f} mm wide, {off:.0f} mm off the "
                     f"vertebral column (more than {limit:.0f} mm): a vessel such as the aorta, not a body")
@@ -328,7 +343,7 @@ def plausible_labels(labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
     box = boxes[Label.VERTEBRAL_BODIES - 1]
     if box is not None:
         comps, lab = _components(labels, Label.VERTEBRAL_BODIES, box, affine, full=False)
-        kept = _column(comps, rejections)
+        kept = _column(comps, affine, rejections)
         drop(Label.VERTEBRAL_BODIES, box, lab, comps, kept)
         sized = [c for c in kept if c.volume_mm3 >= MIN_BODY_MM3]
         if sized:

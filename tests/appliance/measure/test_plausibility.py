@@ -53,8 +53,8 @@ def test_clean_full_phantom_loses_nothing(full_study):
     assert rejected == [] and np.array_equal(out, full_study.labels.array)
 
 
-def test_real_masks_lose_nothing(totalseg, verse):
-    for vol in (totalseg, verse[0]):
+def test_real_masks_lose_nothing(totalseg, verse, chest):
+    for vol in (totalseg, verse[0], chest[0]):
         out, rejected = plausible_labels(vol.array, vol.affine)
         assert rejected == [] and np.array_equal(out, vol.array)
 
