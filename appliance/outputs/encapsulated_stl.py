@@ -18,6 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from appliance import __version__
 from appliance.outputs.algorithm import AlgorithmInfo
+from appliance.outputs.charset import SPECIFIC_CHARACTER_SET
 from appliance.outputs.source import SourceSeries
 
 ENCAPSULATED_STL_STORAGE = "1.2.840.10008.5.1.4.1.1.104.3"
@@ -48,6 +49,7 @@ def build_encapsulated_stl(stl_path: str | Path, title: str, source: SourceSerie
     document = Path(stl_path).read_bytes()
     now = datetime.now()
     ds = Dataset()
+    ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET  # the copied names may not be ASCII
     for keyword in _PATIENT_STUDY:
         ds.__setattr__(keyword, source.first.get(keyword, ""))
     ds.SOPClassUID = ENCAPSULATED_STL_STORAGE

@@ -9,6 +9,7 @@ import highdicom as hd
 import numpy as np
 
 from appliance.outputs.algorithm import AlgorithmInfo
+from appliance.outputs.charset import SPECIFIC_CHARACTER_SET
 from appliance.outputs.render import View, render_views
 from appliance.outputs.source import SourceSeries
 from appliance.volume import Volume
@@ -37,6 +38,7 @@ def build_key_images(labels: Volume, source: SourceSeries, measurements: dict,
             patient_orientation=view.orientation,
             pixel_spacing=(view.pixel_mm, view.pixel_mm),
             transfer_syntax_uid="1.2.840.10008.1.2.1",
+            specific_character_set=SPECIFIC_CHARACTER_SET,
         )
         sc.SeriesDescription = "wbspine key images"
         sc.ImageComments = f"{view.name} thick-slab MIP with masks, endplate lines and angles; " \

@@ -22,6 +22,7 @@ from appliance.errors import OutputError
 from appliance.labels import Label
 from appliance.outputs import codes
 from appliance.outputs.algorithm import AlgorithmInfo
+from appliance.outputs.charset import SPECIFIC_CHARACTER_SET
 from appliance.outputs.source import SourceSeries
 from appliance.outputs.stl import bbox
 from appliance.volume import Volume
@@ -150,6 +151,7 @@ def build_seg(labels: Volume, source: SourceSeries, algorithm: AlgorithmInfo,
         content_description="Vertebral bodies, pelvis and femoral heads",
         series_description="wbspine segmentation",
         omit_empty_frames=True,
+        specific_character_set=SPECIFIC_CHARACTER_SET,
     )
     return seg, specs
 

@@ -13,7 +13,9 @@ source series it segments, TID 1411 row "Source series for segmentation"):
 
 Every angle is a NUM item in UCUM ``deg``. A ``null`` value is never sent as a number:
 it becomes a TEXT item "not measured: reason" in the TID 1500 "Qualitative Evaluations"
-container, next to the measurement warnings and a readable summary.
+container, next to the measurement warnings and a readable summary. That text keeps its
+"°", "±", "≥", "–" as written: the report is UTF-8 (:mod:`charset`), whatever character
+set the source series uses.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from appliance import __version__
 from appliance.errors import OutputError
 from appliance.outputs import codes
 from appliance.outputs.algorithm import AlgorithmInfo
+from appliance.outputs.charset import SPECIFIC_CHARACTER_SET
 from appliance.outputs.seg import SegmentSpec
 from appliance.outputs.source import SourceSeries
 from appliance.outputs.summary import not_measured_reasons, summary_text
@@ -144,6 +147,7 @@ def build_sr(measurements: dict, source: SourceSeries, seg: Dataset, specs: list
         manufacturer=algorithm.manufacturer,
         is_complete=True,
         series_description="wbspine spinal and pelvic parameters",
+        specific_character_set=SPECIFIC_CHARACTER_SET,
     )
     sr.SoftwareVersions = __version__
     sr.CodingSchemeIdentificationSequence = codes.coding_scheme_identification()

@@ -16,6 +16,9 @@ from appliance.phantom import Study, generate_study, write_study
 
 ALGORITHM = AlgorithmInfo("wbspine-test-unet", "1.2.3")
 NULL_REASON = "T1 superior endplate outside the field of view: thoracic kyphosis T1-T12 not measured"
+#: A warning in the measurement module's own style, with every non-ASCII character it
+#: writes ("mm³", "≥", "±", "°", "–") and one a translation would bring ("é").
+NON_ASCII_WARNING = "812 mm³ ≥ 500 mm³ in fragments, merged; stated to ±2.5° – résumé of the body count"
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Written:
     measurements = copy.deepcopy(study.truth)
     measurements["thoracic_kyphosis_deg"] = None  # an unmeasurable value, with its reason
     measurements["vertebral_rotation_deg"]["C2"] = None
-    measurements["warnings"] = [NULL_REASON]
+    measurements["warnings"] = [NULL_REASON, NON_ASCII_WARNING]
     source = load_source_series(root / "study" / "dicom", study.labels)
     paths = write_outputs(study.labels, root / "study" / "dicom", measurements, root / "out", ALGORITHM,
                           max_triangles=60_000)

@@ -1,9 +1,7 @@
-"""TID 1500 SR: numbers equal the measurements JSON; nulls omitted with reasons; DCMTK reads it."""
+"""TID 1500 SR: numbers equal the measurements JSON, each with its code, unit and vertebrae;
+nulls omitted with reasons; text read back exactly, non-ASCII included; DCMTK reads it."""
 
 from __future__ import annotations
-
-import shutil
-import subprocess
 
 import pydicom
 import pytest
@@ -11,6 +9,20 @@ from pydicom.sr.coding import Code
 
 from appliance.outputs import codes
 from appliance.outputs.sr import numeric_items
+from tests.appliance.outputs.conftest import NON_ASCII_WARNING
+from tests.appliance.outputs.dicom_checks import dsrdump
+
+#: The vertebrae (finding sites) each scalar parameter is measured between, by definition
+#: (appliance.measure.definitions): CID 7603 codes, sacrum SCT 54735007, pelvis SCT 118645006.
+SCALAR_SITES = {
+    "thoracic_kyphosis_deg": ["64864005", "23215003"],  # T1, T12
+    "thoracic_kyphosis_t4_t12_deg": ["73071006", "23215003"],  # T4, T12
+    "lumbar_lordosis_deg": ["66794005", "49668003"],  # L1, L5
+    "lumbar_lordosis_l1_s1_deg": ["66794005", "54735007"],  # L1, sacrum
+    "sacral_slope_deg": ["54735007"],
+    "pelvic_tilt_deg": ["118645006"],
+    "pelvic_incidence_deg": ["118645006"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +39,9 @@ def test_every_measured_parameter_is_a_num_in_degrees(written, sr):
         by_code.setdefault(code, []).append((value, sites))
     cobbs = sorted(v for v, _ in by_code[codes.COBB_ANGLE.value])
     assert cobbs == pytest.approx(sorted(c["angle_deg"] for c in m["curves"]), abs=1e-9)
+    for curve in m["curves"]:  # every curve keeps its own end vertebrae
+        (_, sites), = [x for x in by_code[codes.COBB_ANGLE.value] if x[0] == pytest.approx(curve["angle_deg"])]
+        assert sites == [codes.VERTEBRA[curve[k]].value for k in ("upper_end_vertebra", "lower_end_vertebra")]
     major = m["cobb"]
     (value, sites), = [x for x in by_code[codes.COBB_ANGLE.value] if x[0] == pytest.approx(major["angle_deg"])]
     ends = [codes.VERTEBRA[major[k]].value for k in ("upper_end_vertebra", "lower_end_vertebra")]
@@ -35,8 +50,9 @@ def test_every_measured_parameter_is_a_num_in_degrees(written, sr):
         if m[key] is None:
             assert concept.value not in by_code
         else:
-            (value, _), = by_code[concept.value]
+            (value, sites), = by_code[concept.value]
             assert value == pytest.approx(m[key], abs=1e-9)
+            assert sites == SCALAR_SITES[key], key
     rotation = {sites[0]: v for v, sites in by_code[codes.VERTEBRAL_ROTATION.value]}
     expected = {codes.VERTEBRA[k].value: v for k, v in m["vertebral_rotation_deg"].items() if v is not None}
     assert rotation == pytest.approx(expected, abs=1e-9)
@@ -60,7 +76,7 @@ def test_nulls_are_omitted_with_reason_and_warnings_and_summary_are_text(written
     NULL_REASON = written.measurements["warnings"][0]
     assert texts[codes.THORACIC_KYPHOSIS.meaning] == [f"not measured: {NULL_REASON}"]
     assert any(t.startswith("not measured: C2: ") for t in texts[codes.VERTEBRAL_ROTATION.meaning])
-    assert texts[codes.MEASUREMENT_WARNING.meaning] == [NULL_REASON]
+    assert texts[codes.MEASUREMENT_WARNING.meaning] == written.measurements["warnings"]
     summary = texts["Summary"][0]
     assert "Cobb (major)" in summary and "Pelvic incidence" in summary and "Thoracic kyphosis T1-T12" in summary
 
@@ -80,13 +96,20 @@ def test_references_private_scheme_and_template(written, sr):
     assert {ds.SOPInstanceUID for ds in written.source.datasets} <= evidence | others
 
 
+def test_non_ascii_text_is_read_back_exactly_under_utf8(written, sr):
+    assert NON_ASCII_WARNING in written.measurements["warnings"]
+    assert sr.SpecificCharacterSet == "ISO_IR 192"
+    assert NON_ASCII_WARNING in _texts(sr)[codes.MEASUREMENT_WARNING.meaning]
+    assert sr.PatientName == written.source.first.PatientName
+
+
 def test_dsrdump_reads_the_report(written):
-    assert shutil.which("dsrdump"), "DCMTK dsrdump is required"
-    run = subprocess.run(["dsrdump", str(written.paths["sr"])], capture_output=True, text=True, timeout=30)
-    assert run.returncode == 0, run.stderr
-    assert "Cobb angle" in run.stdout and "Imaging Measurement Report" in run.stdout
-    assert "Finding Site" in run.stdout and "Referenced Segment" in run.stdout
-    assert f'"{written.source.first.SeriesInstanceUID}"' in run.stdout  # source series for segmentation
+    status, dump, messages = dsrdump(written.paths["sr"])  # no options
+    assert status == 0 and not messages, messages
+    assert "Cobb angle" in dump and "Imaging Measurement Report" in dump
+    assert "Finding Site" in dump and "Referenced Segment" in dump
+    assert f'"{written.source.first.SeriesInstanceUID}"' in dump  # source series for segmentation
+    assert f'="{NON_ASCII_WARNING[:12]}' in dump  # dsrdump shortens long text values
 
 
 def test_end_and_apex_vertebrae_are_coded_evaluations(written, sr):
