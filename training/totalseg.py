@@ -4,7 +4,8 @@
 the case is marked ``pseudo_labels: true`` in the manifest. Mapping to our labels:
 
 - 1 vertebral bodies = label 1 of ``totalseg_vertebrae_body.nii.gz`` (bodies, no arch;
-  label 2, the discs, is background).
+  label 2, the discs, is background), except where the pelvis labels below lie: that
+  body map also marks S1's body, which is sacrum.
 - 2 pelvis (incl. sacrum) = labels 25 sacrum, 26 S1, 77 hip_left, 78 hip_right of
   ``example_seg_fast_force_split.nii.gz``.
 - 3 femoral heads = femur voxels (75 left, 76 right) inside a sphere fitted to the
@@ -130,9 +131,10 @@ def totalseg_case(src: str | Path = DEFAULT_SRC):
     if not (image.same_geometry(seg) and image.same_geometry(body)):
         raise DatasetError("the TotalSegmentator maps are not on the CT's grid")
     labels = np.zeros(seg.array.shape, dtype=np.uint8)
+    labels[body.array == BODY_LABEL] = Label.VERTEBRAL_BODIES
+    # the body model also marks S1's body, which is sacrum (pelvis) in our label contract
     labels[np.isin(seg.array, PELVIS_LABELS)] = Label.PELVIS
     labels[femoral_heads(seg.array, np.asarray(seg.spacing_mm)[::-1])] = Label.FEMORAL_HEADS
-    labels[body.array == BODY_LABEL] = Label.VERTEBRAL_BODIES
     image = image.with_array(np.clip(image.array, -32768, 32767).astype(np.int16))
     return image, image.with_array(labels)
 

@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from appliance.errors import DatasetError
+from appliance.preprocess import reorient
 from appliance.volume import Volume, read_nifti, write_nifti
 from training import dataset as ds
 
@@ -85,6 +86,9 @@ def test_totalseg_import_gives_pseudo_labelled_bodies_pelvis_and_heads(tmp_path)
     counts = np.bincount(labels.array.ravel(), minlength=4)
     assert counts[1] * voxel_cm3 > 100  # bodies T12–L5
     assert counts[2] * voxel_cm3 > 400  # os coxae + sacrum
+    # S1's body is sacrum (pelvis), not a vertebral body (it would name every level one low)
+    total = reorient(read_nifti(DEFAULT_SRC / "example_seg_fast_force_split.nii.gz"))
+    assert not np.any(labels.array[np.rint(total.array) == 26] == 1)
     heads, n = ndimage.label(labels.array == 3)
     assert n == 2, "one head per side"
     sizes = np.bincount(heads.ravel())[1:] * voxel_cm3
