@@ -11,7 +11,7 @@ from pathlib import Path
 
 from appliance.bundle import (
     SCHEMA_VERSION, Code, FileEntry, IOInfo, LabelInfo, Manifest, ModelInfo, Preprocessing,
-    SourceInfo, StructureMetrics, TrainingInfo, Validation, config_hash, file_entry, write_manifest,
+    SourceInfo, StructureMetrics, TrainingInfo, Validation, config_hash, file_entry, load_bundle, write_manifest,
 )
 from appliance.errors import ExportError
 from appliance.outputs import codes
@@ -117,3 +117,15 @@ def model_card(ckpt: dict, name: str, version: str, parity: dict, extra: str = "
 
 def finish_bundle(out_dir: Path, manifest: Manifest) -> Path:
     return write_manifest(out_dir, manifest)
+
+
+def rewrite_manifest(root: Path, manifest: Manifest, extra_files: tuple[tuple[str, str], ...] = (),
+                     **update) -> Path:
+    """Rewrite a bundle's manifest after its files changed: every file (and the
+    ``(path, role)`` pairs in ``extra_files``) rehashed, ``update`` applied, then the bundle
+    loaded with full verification so a bad rewrite fails here, not on the box."""
+    files = [file_entry(root, f.path, f.role) for f in manifest.files] + \
+        [file_entry(root, path, role) for path, role in extra_files]
+    path = write_manifest(root, manifest.model_copy(update={**update, "files": files}))
+    load_bundle(root)
+    return path

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.bundle import file_entry, load_bundle, write_manifest
+from appliance.bundle import load_bundle
 from appliance.errors import ExportError, WbspineError
+from export.bundle_writer import rewrite_manifest
 from export.parity import ParityThresholds, check_parity, phantom_windows
 from export.validate import RECORD_HEADING
 
@@ -124,12 +125,8 @@ def add_weights(bundle_dir: str | Path, recovered: dict, report: dict) -> Path:
             f"{p['max_abs_logit_diff']:.2e} (argmax agreement {p['argmax_agreement']:.6f}) on "
             f"{p['windows']} phantom windows. The deep-supervision heads (training only) were never "
             "exported, so they are not in the file; fine-tuning starts them fresh.\n") + ("\n" + tail if tail else ""))
-    files = [file_entry(root, f.path, f.role) for f in m.files] + [file_entry(root, WEIGHTS_NAME, "weights")]
-    manifest = m.model_copy(update={"files": files,
-                                    "model": m.model.model_copy(update={"version": bump_patch(m.model.version)})})
-    path = write_manifest(root, manifest)
-    load_bundle(root)
-    return path
+    return rewrite_manifest(root, m, ((WEIGHTS_NAME, "weights"),),
+                            model=m.model.model_copy(update={"version": bump_patch(m.model.version)}))
 
 
 def main(argv: list[str] | None = None) -> int:

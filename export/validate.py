@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.bundle import (MANIFEST_NAME, StructureMetrics, Validation, file_entry, load_bundle,
-                              write_manifest)
+from appliance.bundle import MANIFEST_NAME, StructureMetrics, Validation, load_bundle
 from appliance.engines.select import EngineConfig
 from appliance.errors import ExportError, WbspineError
+from export.bundle_writer import rewrite_manifest
 
 
 #: First line of the section :func:`record` writes at the end of the model card.
@@ -92,12 +92,8 @@ def record(bundle_dir: str | Path, result: dict, markdown: str, dataset_label: s
     if cut >= 0:  # recorded before: replace that section (it runs to the end of the card)
         text = text[:cut + 1].rstrip("\n") + "\n"
     card.write_text(text + "\n" + markdown)
-    files = [file_entry(root, f.path, f.role) for f in bundle.manifest.files]
-    manifest = bundle.manifest.model_copy(update={
-        "validation": Validation(dataset=dataset_label, structures=structures), "files": files})
-    path = write_manifest(root, manifest)
-    load_bundle(root)
-    return path
+    return rewrite_manifest(root, bundle.manifest,
+                            validation=Validation(dataset=dataset_label, structures=structures))
 
 
 def main(argv: list[str] | None = None) -> int:
