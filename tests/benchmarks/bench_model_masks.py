@@ -17,6 +17,7 @@ Exit status 1 when any error over the limit is unannounced.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -52,7 +53,9 @@ def _segmenter():
 def model_mask(seed: int, size: str, pins: dict, cache: Path | None, segmenter):
     """(study, model label map) for a pinned phantom, the mask read from ``cache`` if there."""
     study = generate_study(seed, size, **pins)
-    path = None if cache is None else cache / f"{size}-{seed}.npz"
+    # the pins depend on --studies (bench_measure.overrides spreads the ranges over n)
+    key = hashlib.sha256(json.dumps(pins, sort_keys=True).encode()).hexdigest()[:10]
+    path = None if cache is None else cache / f"{size}-{seed}-{key}.npz"
     if path is not None and path.exists():
         return study, np.load(path)["labels"]
     labels = segmenter()(study.image)
