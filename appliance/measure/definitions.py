@@ -144,10 +144,17 @@ def _apex(names: Sequence[str], centroids_mm: np.ndarray, i: int, j: int) -> str
     return names[i + 1 + int(np.argmax(offsets))]
 
 
+#: Vertebrae that cannot be the upper end of a Cobb angle: C2 has no superior endplate
+#: (the dens rises from its body; C1–C2 articulate through the lateral masses).
+NO_SUPERIOR_ENDPLATE = ("C2",)
+
+
 def _major(sup: np.ndarray, inf: np.ndarray, lo: int, hi: int) -> tuple[float, int, int] | None:
-    """Largest |tilt(sup of i) − tilt(inf of j)| with lo ≤ i < j ≤ hi."""
+    """Largest |tilt(sup of i) − tilt(inf of j)| with lo ≤ i < j ≤ hi (NaN: no plate)."""
     best: tuple[float, int, int] | None = None
     for i in range(lo, hi):
+        if np.isnan(sup[i]):
+            continue
         diffs = np.abs(sup[i] - inf[i + 1 : hi + 1])
         if diffs.size == 0:
             continue
@@ -173,11 +180,13 @@ def coronal_curves(
     spine; the other curves are found the same way, recursively, in the segments above
     (vertebrae 0..i) and below (j..n−1) it — adjacent curves may share an end
     vertebra — and kept when ≥ ``min_angle_deg``. The major curve is always returned
-    (when there are at least two vertebrae), however small.
+    (when there are at least two vertebrae), however small. C2 (``NO_SUPERIOR_ENDPLATE``)
+    is never an upper end: the top of its body is the dens's base, not an endplate.
     """
-    sup = np.asarray(superior_tilt_deg, float)
+    sup = np.asarray(superior_tilt_deg, float).copy()
     inf = np.asarray(inferior_tilt_deg, float)
     n = len(names)
+    sup[[k for k, name in enumerate(names) if name in NO_SUPERIOR_ENDPLATE]] = np.nan
     if not (len(sup) == len(inf) == n == len(centroids_mm)):
         raise ValueError("names, tilts and centroids must have the same length")
     found: list[Curve] = []

@@ -60,8 +60,12 @@ def coronal(column: dict[str, tuple[Body, Endplates | None]], warnings: list[str
     sup = [d.coronal_tilt_deg(column[n][1].superior.normal) for n in order]
     inf = [d.coronal_tilt_deg(column[n][1].inferior.normal) for n in order]
     cents = np.array([column[n][0].centroid_mm for n in order])
+    found = d.coronal_curves(order, sup, inf, cents)
+    if not found:
+        warnings.append("Cobb angle: no vertebral body below C2 with endplates (C2 has no superior endplate)")
+        return None, []
     curves = []
-    for c in d.coronal_curves(order, sup, inf, cents):
+    for c in found:
         out = c.as_dict()
         for role in ("upper_end", "lower_end", "apex"):
             out[f"{role}_centroid_mm"] = _position(column[out[f"{role}_vertebra"]][0].centroid_mm)

@@ -180,3 +180,18 @@ def test_golden_kyphosis_and_cobb_by_hand():
     # no pelvis in view: no pelvic parameters, and rotation is against the scan's axis
     assert m["sacral_slope_deg"] is None and m["pelvic_incidence_deg"] is None
     assert m["rotation_reference"] == "scan_left_right_axis"
+
+
+def test_c2_is_never_the_upper_end_of_a_cobb_angle():
+    """C2's body top is the dens's base, not an endplate (definitions.NO_SUPERIOR_ENDPLATE):
+    a wild tilt there must not make a curve; C3's superior plate starts it instead."""
+    from appliance.measure.definitions import coronal_curves
+
+    names = ["C2", "C3", "C4", "C5"]
+    cents = np.zeros((4, 3))
+    sup, inf = [25.0, 4.0, 2.0, 0.0], [4.0, 2.0, 0.0, -6.0]
+    (major,) = coronal_curves(names, sup, inf, cents)
+    assert (major.upper_end_vertebra, major.lower_end_vertebra) == ("C3", "C5")
+    assert major.angle_deg == pytest.approx(4.0 - -6.0)
+    # C2 above a single body: no upper end, so no curve at all
+    assert coronal_curves(["C2", "C3"], [25.0, 0.0], [4.0, 0.0], np.zeros((2, 3))) == []
