@@ -14,15 +14,29 @@ from pathlib import Path
 
 from training.torch_import import require_torch
 
+_CONFIGS_HELP = """\
+configs (training/configs/):
+  cpu_quick.toml      minutes on 2 CPU cores: check a dataset end to end, or fine-tune the
+                      shipped model with --init-from appliance/models/default
+  default_model.toml  the shipped default model's recipe: ~5 min on one GPU
+                      (training/gpu_default_model.sh), about a day on 2 CPU cores
+  default.toml        the paper's full schedule (JoVE 67781: Adam 1e-5, 500 epochs; GPU)
+
+example:
+  wbspine train --config training/configs/cpu_quick.toml --init-from appliance/models/default \\
+      --set data.dataset=DS --out runs/site
+"""
 _SET_HELP = "override a config value, e.g. --set optim.lr=1e-4 --set train.epochs=50 (repeatable)"
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train", help="train the residual 3D U-Net (JoVE 67781) on a dataset folder",
-        description="Train with the paper's defaults (Adam 1e-5, lr x0.8/100 epochs, deep "
-                    "supervision alpha 0.8 x0.8/30 epochs, 500 epochs) unless the config or "
-                    "--set says otherwise. Writes last.pt/best.pt, log.csv, TensorBoard logs.")
+        description="Train with the paper's defaults (Adam 1e-5, lr x0.8/100 epochs, deep\n"
+                    "supervision alpha 0.8 x0.8/30 epochs, 500 epochs) unless the config or\n"
+                    "--set says otherwise. Writes last.pt/best.pt, log.csv, TensorBoard logs.\n"
+                    "Step by step from ITK-SNAP files to a bundle: training/README.md.",
+        epilog=_CONFIGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, help="TOML config (default: built-in defaults; see "
                                                "training/configs/default.toml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
