@@ -8,7 +8,10 @@ Modules (one job each):
 - ``config``      typed config, paper defaults cited, ``--set key=value`` overrides, hash;
                   the defaults as a file: ``training/configs/default.toml``.
 - ``dataset``     dataset folders (``images/``, ``labels/``, ``dataset.json`` with split,
-                  annotated structures, provenance); phantoms and ITK-SNAP imports.
+                  annotated structures, provenance); phantoms.
+- ``itksnap``     finding cases in a folder (pairs, case folders, DICOM series) and
+                  ITK-SNAP label descriptions mapped to structures by name.
+- ``importer``    ``wbspine dataset import``: every case checked, then written.
 - ``totalseg``    the real TotalSegmentator example CT as a case. Its labels are another
                   model's output (**pseudo-labels**), marked so in the manifest and reports.
 - ``augment``     16-slice windows, x/y translation, rotation about z (image and label
@@ -32,6 +35,7 @@ Typical use::
 
     wbspine dataset from-phantoms --out datasets/phantoms --n 40 --seed 0 --partial
     wbspine dataset import-totalseg --out datasets/phantoms          # pseudo-labels
+    wbspine dataset import my_snap_cases --out datasets/mine --labels-file my_snap_cases/labels.txt
     wbspine train --config training/configs/default.toml --set train.epochs=50
     torchrun --nproc-per-node 4 -m appliance.cli train --config my.toml   # multi-GPU
     wbspine evaluate runs/default/best.pt --out runs/default/eval

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from training.itksnap import LABEL_SUFFIXES, LAYOUTS  # light: re, pathlib, appliance.labels
 from training.torch_import import require_torch
 
 _CONFIGS_HELP = """\
@@ -88,6 +89,42 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_IMPORT_DESCRIPTION = """\
+Import annotated cases into a training dataset. Every case is checked before anything
+is written; a refusal names the case and the reason and leaves the dataset untouched.
+
+Accepted layouts (detected; --layout forces one):
+  pairs    SRC/CASE.nii.gz + SRC/CASE_seg.nii.gz (also .nii .nrrd .mha .mhd; segmentation
+           suffixes _seg -label _label _labels -seg _segmentation). The image may be a
+           DICOM folder SRC/CASE/ instead.
+  folders  SRC/CASE/ holding image.* (or img.*, ct.*, or a DICOM series subfolder) and
+           labels.* (or label.*, seg.*, segmentation.*, *_seg.*). Folders written by
+           'wbspine phantom --out SRC/CASE' are in this layout.
+  case     SRC itself is one such case folder (case id = folder name).
+DICOM series are read as one CT volume and stored as NIfTI; the label map must be on the
+image's grid (size, spacing, origin, direction), as ITK-SNAP saves it.
+
+Label values: --map SRC=TARGET (TARGET 1 vertebral_bodies, 2 pelvis, 3 femoral_heads,
+0 background), --labels-file FILE (ITK-SNAP label descriptions; names are mapped:
+vertebra/vertebral/C2..C7/T1..T12/L1..L5 -> vertebral_bodies; pelvis/sacrum/S1..S5/ilium/
+iliac/hip bone/coccyx -> pelvis; femoral head/femur -> femoral_heads; names with disc,
+process, lamina, pedicle, canal, cord, rib, ... and all others stay background and are
+printed as 'unmapped: NAME (value V)'), or --project-labels. --map wins per value.
+
+Refused: a case whose mapped labels are empty ('mapping matches no voxel'), image and
+label on different grids, a --map entry that matches no voxel in any case, an unknown
+--annotated name, an --annotated structure that a case lacks.
+"""
+_IMPORT_EPILOG = """\
+examples:
+  wbspine dataset import SRC --out DS --labels-file SRC/labels.txt --split train
+  wbspine dataset import SRC --out DS --map 1=1 --map 2,3=2 --map 4=3 --split val
+  wbspine dataset import PHANTOMS --out DS --project-labels --annotated vertebral_bodies pelvis
+Prints one block per case (files, label values with voxel counts, value -> structure,
+voxels per structure, annotated structures, split), then the dataset summary.
+"""
+
+
 def register_dataset(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="build training datasets (phantoms, ITK-SNAP folders, "
                                        "the TotalSegmentator example CT)")
@@ -105,14 +142,33 @@ def register_dataset(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--partial", action="store_true",
                     help="erase pelvis/femoral heads from training cases at the paper's Table 2 rates")
     ph.set_defaults(handler=run_from_phantoms)
-    im = verbs.add_parser("import", help="import ITK-SNAP pairs CASE.nii.gz + CASE_seg.nii.gz")
-    im.add_argument("src", type=Path)
-    im.add_argument("--out", required=True, type=Path)
-    im.add_argument("--map", dest="mapping", action="append", required=True, metavar="SRC[,SRC]=TARGET",
-                    help="label mapping, e.g. --map 1=1 --map 25,26=2 (unmapped → background)")
-    im.add_argument("--label-suffix", default="_seg")
-    im.add_argument("--split", choices=("train", "val", "test"), default="train")
-    im.add_argument("--annotated", nargs="*", help="structures drawn (default: the mapped ones)")
+    im = verbs.add_parser(
+        "import", help="import your own annotated cases (ITK-SNAP files, DICOM, label descriptions)",
+        description=_IMPORT_DESCRIPTION, epilog=_IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    im.add_argument("src", type=Path, help="folder with the cases (layouts above)")
+    im.add_argument("--out", required=True, type=Path, help="dataset folder (created, or added to)")
+    im.add_argument("--map", dest="mapping", action="append", default=[], metavar="SRC[,SRC]=TARGET",
+                    help="label mapping to 1 vertebral_bodies, 2 pelvis, 3 femoral_heads, e.g. --map 1=1 "
+                         "--map 25,26=2 (repeatable; unmapped values -> background; overrides --labels-file "
+                         "per value; an entry whose values occur in no case is refused)")
+    im.add_argument("--labels-file", type=Path, metavar="FILE",
+                    help="ITK-SNAP label descriptions (Segmentation > Export Label Descriptions): label "
+                         "names are mapped to structures (rules below); default: the one such *.txt in SRC, "
+                         "when no --map is given")
+    im.add_argument("--project-labels", action="store_true",
+                    help="the label maps already use 1 vertebral_bodies, 2 pelvis, 3 femoral_heads "
+                         "(e.g. folders written by wbspine phantom)")
+    im.add_argument("--layout", choices=LAYOUTS, help="force a layout (default: detected)")
+    im.add_argument("--label-suffix", metavar="SUFFIX",
+                    help="only this segmentation suffix (default: any of " + ", ".join(LABEL_SUFFIXES) + ")")
+    im.add_argument("--split", choices=("train", "val", "test"), default="train",
+                    help="split of EVERY case imported by this command (default train); import held-out "
+                         "cases with a second command and --split val or test")
+    im.add_argument("--annotated", nargs="+", metavar="STRUCTURE",
+                    help="structures drawn in every case, among vertebral_bodies, pelvis, femoral_heads "
+                         "(default: per case, those with voxels after mapping). A named structure missing "
+                         "from a case is refused; other structures are erased")
     im.add_argument("--pseudo-labels", action="store_true", help="labels are another model's output")
     im.set_defaults(handler=run_import)
     ts = verbs.add_parser("import-totalseg", help="add the TotalSegmentator example CT "
@@ -141,10 +197,13 @@ def run_from_phantoms(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from training.dataset import import_folder, parse_mapping
+    from training.importer import format_plan, plan_import, write_import
 
-    _summary(import_folder(args.src, args.out, parse_mapping(args.mapping), label_suffix=args.label_suffix,
-                           split=args.split, pseudo_labels=args.pseudo_labels, annotated=args.annotated))
+    plan = plan_import(args.src, args.mapping, labels_file=args.labels_file, project_labels=args.project_labels,
+                       layout=args.layout, label_suffix=args.label_suffix, annotated=args.annotated)
+    print(format_plan(plan, args.split))
+    print()
+    _summary(write_import(plan, args.out, split=args.split, pseudo_labels=args.pseudo_labels))
     return 0
 
 

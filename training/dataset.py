@@ -19,7 +19,8 @@ Layout::
 ``annotated`` lists the structures drawn in that case (the paper's Table 2: not every
 case has every structure); the loss ignores the others rather than calling them
 background. ``pseudo_labels`` marks labels made by another model, not by an annotator.
-Importing the TotalSegmentator example is in :mod:`training.totalseg`.
+Importing annotated folders (ITK-SNAP, DICOM, label descriptions) is in :mod:`training.importer`;
+the TotalSegmentator example is in :mod:`training.totalseg`.
 """
 
 from __future__ import annotations
@@ -291,35 +292,18 @@ def remap(array: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
     return lut[np.clip(array.astype(np.int64), 0, None)]
 
 
-def import_folder(src: str | Path, out: str | Path, mapping: Mapping[int, int], *,
-                  label_suffix: str = "_seg", split: str = "train",
-                  pseudo_labels: bool = False, annotated: Iterable[str] | None = None) -> Dataset:
-    """Import ITK-SNAP pairs ``CASE.nii.gz`` + ``CASE{label_suffix}.nii.gz`` from ``src``.
+def import_folder(src: str | Path, out: str | Path, mapping: Mapping[int, int] | Iterable[str] | None = None, *,
+                  label_suffix: str | None = None, split: str = "train", pseudo_labels: bool = False,
+                  annotated: Iterable[str] | None = None, labels_file: str | Path | None = None,
+                  project_labels: bool = False, layout: str | None = None) -> Dataset:
+    """Check every case of an annotated folder, then import them all (see
+    :mod:`training.importer` for the layouts, the mapping and the refusals).
 
-    Label values are mapped with ``mapping`` (others → background); ``annotated``
-    defaults to the structures that ``mapping`` produces.
+    Label values are mapped with ``mapping`` and/or a labels file (others → background);
+    ``annotated`` defaults, per case, to the structures that have voxels after mapping.
     """
-    src = Path(src)
-    labels_by_value = {int(k): v for k, v in LABEL_NAMES.items()}
-    bad = set(mapping.values()) - set(labels_by_value)
-    if bad:
-        raise DatasetError(f"mapping targets {sorted(bad)} are not project labels")
-    names = tuple(annotated) if annotated is not None else tuple(
-        labels_by_value[t] for t in sorted(set(mapping.values())) if t)
-    pairs = []
-    for image_path in sorted(src.glob("*.nii.gz")):
-        stem = image_path.name[: -len(".nii.gz")]
-        if stem.endswith(label_suffix):
-            continue
-        label_path = src / f"{stem}{label_suffix}.nii.gz"
-        if label_path.exists():
-            pairs.append((stem, image_path, label_path))
-    if not pairs:
-        raise DatasetError(f"no CASE.nii.gz + CASE{label_suffix}.nii.gz pairs in {src}")
-    for stem, image_path, label_path in pairs:
-        image, label = read_nifti(image_path), read_nifti(label_path)
-        add_case(out, stem, image, label.with_array(remap(label.array, mapping)), split=split,
-                 annotated=names, pseudo_labels=pseudo_labels,
-                 provenance={"source": str(image_path.name), "label_source": label_path.name,
-                             "mapping": {str(k): v for k, v in sorted(mapping.items())}})
-    return load(out)
+    from training.importer import plan_import, write_import
+
+    plan = plan_import(src, mapping, labels_file=labels_file, project_labels=project_labels,
+                       layout=layout, label_suffix=label_suffix, annotated=annotated)
+    return write_import(plan, out, split=split, pseudo_labels=pseudo_labels)
