@@ -289,13 +289,14 @@ _SACRAL_LEVEL = re.compile(r"(?<![a-z0-9])s[1-5](?![a-z0-9])")
 
 
 def _has_word(name: str, words: tuple[str, ...]) -> bool:
-    return any(re.search(rf"(?<![a-z]){re.escape(w)}(?![a-z])", name) for w in words)
+    """Whole-word match, plurals included ("femoral heads", "hip bones", "discs")."""
+    return any(re.search(rf"(?<![a-z]){re.escape(w)}(?:e?s)?(?![a-z])", name) for w in words)
 
 
 def structure_for_name(name: str) -> int | None:
     """Project label for an ITK-SNAP label name, or None (unmapped → background).
 
-    Rules, first match wins, case-insensitive, whole words:
+    Rules, first match wins, case-insensitive, whole words (singular or plural):
     0. :data:`BACKGROUND_NAMES` → 0; any of :data:`EXCLUDED_WORDS` → None;
     1. :data:`FEMORAL_HEAD_WORDS` → femoral heads (3);
     2. :data:`PELVIS_WORDS` or a sacral level S1..S5 → pelvis (2);

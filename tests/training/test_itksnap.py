@@ -54,6 +54,9 @@ def test_label_descriptions_are_parsed_and_mapped_by_name():
     ("C1", None),  # the atlas has no vertebral body
     ("Body", None), ("L1 spinous process", None), ("Femoral artery", None), ("femoral neck", None),
     ("spinal cord", None), ("intervertebral disc L3", None), ("Liver", None), ("T1 rib", None),
+    # plurals: one label for both sides or all levels is common
+    ("Femoral heads", 3), ("Hip bones", 2), ("Lumbar vertebrae", 1), ("Intervertebral discs", None),
+    ("Ribs", None), ("L1-L5 spinous processes", None),
 ])
 def test_structure_for_name(name, label):
     assert itksnap.structure_for_name(name) == label
