@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from appliance.column import MAX_COLUMN_CM3, MAX_FRAGMENTS, MIN_COLUMN_CM3, find_column
+from appliance.column import MAX_COLUMN_CM3, MAX_COMPONENTS, MIN_COLUMN_CM3, find_column
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 mm³ voxels
 
@@ -33,8 +33,19 @@ def test_label_noise_is_no_column():
     rng = np.random.default_rng(0)
     labels = (rng.random((60, 60, 60)) < 0.05).astype(np.uint8)  # what an untrained network paints
     f = find_column(labels, AFFINE)
-    assert f.problem == "fragmented" and f.fragments > MAX_FRAGMENTS
+    assert f.problem == "fragmented" and f.components > MAX_COMPONENTS
     assert "noise" in f.describe()
+
+
+def test_many_body_sized_blobs_are_no_column():
+    labels = np.zeros((80, 80, 80), np.uint8)
+    labels[2::6, 2::6, 2::6] = 1  # 2197 separate blobs, each 0.3 cm³ after dilation: body-sized
+    from scipy import ndimage
+
+    labels = ndimage.binary_dilation(labels, iterations=1).astype(np.uint8)
+    labels = ndimage.binary_dilation(labels, structure=np.ones((3, 3, 3))).astype(np.uint8)
+    f = find_column(labels, AFFINE)
+    assert f.fragments == 0 and f.problem == "fragmented"  # what an untrained net gives on the working grid
 
 
 def test_the_whole_patient_labelled_body_is_no_column():
