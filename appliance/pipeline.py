@@ -123,7 +123,7 @@ def require_column(labels, affine, bundle: Bundle, labels_path: Path | None = No
                         f"trained? (bundle {m.model.name} {m.model.version}, {quality}){where}")
 
 
-def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
+def make_processor(bundle_dir: Path | None = None, engine: dict | None = None, check_column: bool = True):
     """The node's processor factory (``processing.processor = "appliance.pipeline:make_processor"``).
 
     Loads and verifies the bundle and builds the configured engine (``engine``:
@@ -146,6 +146,6 @@ def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
 
     def process(series_dir: Path, work_dir: Path) -> list[Path]:
         with lock:
-            return process_study(series_dir, work_dir, bundle, runner=runner).dicom_files
+            return process_study(series_dir, work_dir, bundle, runner=runner, check_column=check_column).dicom_files
 
     return process
