@@ -12,7 +12,9 @@ The manifest is the only thing the appliance reads about a model. Schema
                       normalization_t, intensity_offset (1000), canonical_orientation ("LPS")}
     io               {input_name, output_name, layout "NCDHW", num_classes, output "logits"}
     labels           [{value, name, code {value, scheme, meaning}, category {value, scheme, meaning}}]
-    validation       {dataset, structures {name: {dice, volume_similarity, recall, cases}}}
+    validation       {dataset, structures {name: {dice, volume_similarity, recall, cases}},
+                      gate (optional, since wbspine export's quality gate): {min_dice, passed,
+                      overridden, structure, dice} — the export's check of the lowest Dice}
     files            [{path (relative, posix), role, sha256, size_bytes}]   roles: "onnx" (required),
                       "onnx_fp16", "tensorrt_plan", "triton_repository", "model_card",
                       "weights" (optional, since bundle 1.1.1: the network's trainable weights
@@ -142,9 +144,23 @@ class StructureMetrics(_Strict):
     cases: int = Field(ge=0)
 
 
+class ValidationGate(_Strict):
+    """``wbspine export``'s quality gate as applied (:mod:`appliance.bundle_quality`): the
+    lowest validated structure's Dice against ``min_dice``; ``overridden`` when a model that
+    did not pass was exported anyway (``--allow-weak``). ``structure``/``dice`` are None
+    when no validation was recorded."""
+
+    min_dice: float = Field(ge=0, le=1)
+    passed: bool
+    overridden: bool = False
+    structure: str | None = Field(default=None, max_length=64)
+    dice: float | None = Field(default=None, ge=0, le=1)
+
+
 class Validation(_Strict):
     dataset: str = Field(default="", max_length=1024)
     structures: dict[str, StructureMetrics] = Field(default_factory=dict)
+    gate: ValidationGate | None = None  # optional: bundles before the gate have none
 
 
 class FileEntry(_Strict):
@@ -304,7 +320,9 @@ def file_entry(root: str | Path, relpath: str, role: str) -> FileEntry:
 def write_manifest(root: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` (validated by construction). The export step calls this."""
     path = Path(root) / MANIFEST_NAME
-    path.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    # a manifest without a gate is written exactly as before the gate existed
+    exclude = {"validation": {"gate"}} if manifest.validation.gate is None else None
+    path.write_text(manifest.model_dump_json(indent=2, exclude=exclude) + "\n", encoding="utf-8")
     return path
 
 

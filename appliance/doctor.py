@@ -2,7 +2,8 @@
 
 Every check is a plain function that returns :class:`CheckResult` values and never
 raises for the condition it checks: Python dependencies, ONNX Runtime providers and
-GPU visibility, the model bundle (schema, sha256, loads in ONNX Runtime), the spool
+GPU visibility, the model bundle (schema, sha256, loads in ONNX Runtime) and its recorded
+validation (:mod:`appliance.bundle_quality`: a warning when weak or missing), the spool
 (permissions, fsync, free space), the listening ports, the configuration, and a
 C-ECHO to every configured destination. Nothing is created or changed on disk except
 one temporary file inside an existing spool. No patient data is read or printed.
@@ -476,6 +477,10 @@ def run_checks(config_path: Path | None, bundle: Path | None = None, *, require_
     results.append(config_result)
     bundle_dir = bundle or (cfg.processing.bundle if cfg is not None else None) or DEFAULT_BUNDLE_DIR
     results.append(check_bundle(Path(bundle_dir)))
+    if results[-1].status == "ok":
+        from appliance.bundle_quality import check_bundle_quality
+
+        results.append(check_bundle_quality(Path(bundle_dir)))
     if cfg is None:
         return results
     results += [check_spool(cfg.spool.directory, cfg.spool.fsync),

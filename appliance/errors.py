@@ -25,6 +25,7 @@ __all__ = [
     "SeriesError",
     "MeasurementError",
     "MissingExtraError",
+    "NoColumnError",
     "OutputError",
     "OutOfResources",
     "PhantomError",
@@ -103,3 +104,9 @@ class TrainingError(WbspineError):
 
 class ExportError(WbspineError):
     """A checkpoint cannot be exported to a valid model bundle (or fails parity)."""
+
+
+class NoColumnError(WbspineError):
+    """The segmentation holds no vertebral column (:mod:`appliance.column`): not a spine
+    scan, or a model that does not segment. Raised before any result is written but the
+    label map, so a DICOM job fails with this reason instead of sending noise."""

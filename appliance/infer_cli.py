@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plan every slab over its whole bony region instead of following the spine found below it")
     p.add_argument("--labels-only", action="store_true",
                    help="write labels.nii.gz, measurements.json and timing.json only (no SEG, SR, key images, STL)")
+    p.add_argument("--no-column-check", action="store_true",
+                   help="write every result even when no vertebral column is found (appliance.column; "
+                        "for looking at what a model does, not for patients)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
                              crop=CropConfig(enabled=not args.no_crop), track=not args.no_track)
     result = _with_progress(args, lambda progress: process_study(
         args.input, args.out, bundle, config=config, outputs=not args.labels_only, progress=progress,
+        check_column=not args.no_column_check,
         engine=EngineConfig(kind=args.engine, threads=args.threads, cpu_precision=args.cpu_precision,
                             triton_url=args.triton_url)))
     t = result.timing_s

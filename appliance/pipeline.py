@@ -1,7 +1,8 @@
 """One study from DICOM series to every result: the appliance pipeline.
 
 series folder → :func:`appliance.inference.run_inference` (label map on the input grid)
-→ :func:`appliance.measure.api.measure` (``wbspine.measurements/1``)
+→ :func:`require_column` (no vertebral column: :class:`~appliance.errors.NoColumnError`, only
+the label map written) → :func:`appliance.measure.api.measure` (``wbspine.measurements/1``)
 → :func:`appliance.outputs.writer.write_outputs` (SEG, SR, key images, STL, Encapsulated STL).
 
 Each stage takes plain data from the one before; this module only wires them and
@@ -48,13 +49,15 @@ class StudyResult:
 
 def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
                   engine: EngineConfig = EngineConfig(), config: InferenceConfig = InferenceConfig(),
-                  outputs: bool = True, progress=None, runner=None) -> StudyResult:
+                  outputs: bool = True, progress=None, runner=None, check_column: bool = True) -> StudyResult:
     """Segment, measure and write every result of the series in ``series_dir``.
 
     ``series_dir`` may also be a NIfTI file: then there is no DICOM source to reference,
     and only the STL models are written besides labels and measurements. ``runner``: an
     engine already built (kept open, e.g. the node's); else one is built from ``engine``
-    for this study and closed after it.
+    for this study and closed after it. ``check_column``: raise
+    :class:`~appliance.errors.NoColumnError` when the segmentation holds no vertebral column
+    (:mod:`appliance.column`), after writing ``labels.nii.gz`` and before anything else.
     """
     from appliance.engines.select import select_engine
     from appliance.measure.api import measure
@@ -74,6 +77,10 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
             runner.close()
     timing = dict(seg.timing_s)
     paths: dict[str, Path] = {"labels": write_nifti(seg.labels, out / "labels.nii.gz")}
+    if check_column:
+        t = time.perf_counter()
+        require_column(seg.labels.array, seg.labels.affine, bundle, paths["labels"])
+        timing["column_check_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     measurements = measure(seg.labels.array, seg.labels.affine)
@@ -98,7 +105,25 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     return StudyResult(out, paths, measurements, timing, dict(seg.info))
 
 
-def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
+def require_column(labels, affine, bundle: Bundle, labels_path: Path | None = None) -> None:
+    """Raise :class:`~appliance.errors.NoColumnError` (one line: what was found, the bundle
+    and its recorded validation) when :func:`appliance.column.find_column` finds none."""
+    from appliance.bundle_quality import assess
+    from appliance.column import find_column
+    from appliance.errors import NoColumnError
+
+    finding = find_column(labels, affine)
+    if finding.found:
+        return
+    m = bundle.manifest
+    a = assess(m.validation)
+    quality = (f"lowest validation Dice {a.dice:.3f} ({a.structure})" if a.validated else "no validation recorded")
+    where = f"; label map: {labels_path}" if labels_path is not None else ""
+    raise NoColumnError(f"no vertebral column found: {finding.describe()}; is this a spine scan and is the model "
+                        f"trained? (bundle {m.model.name} {m.model.version}, {quality}){where}")
+
+
+def make_processor(bundle_dir: Path | None = None, engine: dict | None = None, check_column: bool = True):
     """The node's processor factory (``processing.processor = "appliance.pipeline:make_processor"``).
 
     Loads and verifies the bundle and builds the configured engine (``engine``:
@@ -121,6 +146,6 @@ def make_processor(bundle_dir: Path | None = None, engine: dict | None = None):
 
     def process(series_dir: Path, work_dir: Path) -> list[Path]:
         with lock:
-            return process_study(series_dir, work_dir, bundle, runner=runner).dicom_files
+            return process_study(series_dir, work_dir, bundle, runner=runner, check_column=check_column).dicom_files
 
     return process

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from appliance.bundle import (
     SCHEMA_VERSION, Code, FileEntry, IOInfo, LabelInfo, Manifest, ModelInfo, Preprocessing,
-    SourceInfo, StructureMetrics, TrainingInfo, Validation, config_hash, file_entry, load_bundle, write_manifest,
+    SourceInfo, StructureMetrics, TrainingInfo, Validation, ValidationGate, config_hash, file_entry, load_bundle,
+    write_manifest,
 )
 from appliance.errors import ExportError
 from appliance.outputs import codes
@@ -50,7 +51,7 @@ def labels_info(label_map: dict) -> list[LabelInfo]:
     return out
 
 
-def validation_info(ckpt: dict) -> Validation:
+def validation_info(ckpt: dict, gate: ValidationGate | None = None) -> Validation:
     table = (ckpt.get("validation") or {}).get("table3") or {}
     structures = {
         name: StructureMetrics(dice=e["dice"], volume_similarity=e["volume_similarity"], recall=e["recall"],
@@ -58,11 +59,12 @@ def validation_info(ckpt: dict) -> Validation:
         for name, e in table.items() if None not in (e.get("dice"), e.get("volume_similarity"), e.get("recall"))
     }
     dataset = str((ckpt.get("training_config") or {}).get("data", {}).get("dataset", ""))
-    return Validation(dataset=dataset, structures=structures)
+    return Validation(dataset=dataset, structures=structures, gate=gate)
 
 
 def build_manifest(ckpt: dict, out_dir: Path, *, name: str, version: str, description: str,
-                   window: tuple[int, int, int], files: list[tuple[str, str]], repo: Path) -> Manifest:
+                   window: tuple[int, int, int], files: list[tuple[str, str]], repo: Path,
+                   gate: ValidationGate | None = None) -> Manifest:
     config = ckpt["training_config"]
     sha = config_hash(config)
     if not sha.startswith(str(ckpt.get("config_hash", ""))):
@@ -81,13 +83,14 @@ def build_manifest(ckpt: dict, out_dir: Path, *, name: str, version: str, descri
             canonical_orientation=ckpt["orientation"]),
         io=IOInfo(input_name="image", output_name="logits", num_classes=int(ckpt["model"]["num_classes"])),
         labels=labels_info(ckpt["label_map"]),
-        validation=validation_info(ckpt),
+        validation=validation_info(ckpt, gate),
         files=entries,
     )
 
 
 def model_card(ckpt: dict, name: str, version: str, parity: dict, extra: str = "",
-               parity_fp16: dict | None = None, weights_file: str | None = None) -> str:
+               parity_fp16: dict | None = None, weights_file: str | None = None,
+               gate: ValidationGate | None = None) -> str:
     """A human-readable card; the numbers come from the checkpoint and the parity run."""
     v = validation_info(ckpt)
     rows = "\n".join(f"| {k} | {m.cases} | {m.dice:.3f} | {m.volume_similarity:.3f} | {m.recall:.3f} |"
@@ -109,10 +112,21 @@ def model_card(ckpt: dict, name: str, version: str, parity: dict, extra: str = "
         "## Validation during training (paper Table 3 metrics; the checkpoint's validation "
         "cases, at the working spacing)\n\n"
         "| Structure | Cases | Dice | VS | Recall |\n|---|---|---|---|---|\n" + rows + "\n\n"
+        + (gate_line(gate) + "\n\n" if gate is not None else "")
         + (extra.rstrip("\n") + "\n\n" if extra.strip() else "") +
         "**Not for clinical use.** Clinical use requires retraining on annotated weight-bearing "
         "CBCT following the protocol and validation on the site's own data.\n"
     )
+
+
+def gate_line(gate: ValidationGate) -> str:
+    """The card's sentence on the export's quality gate."""
+    lowest = (f"lowest validation Dice {gate.dice:.3f} ({gate.structure})" if gate.structure is not None
+              else "no validation recorded")
+    if gate.passed:
+        return f"Export quality gate: {lowest} >= {gate.min_dice:g}: passed."
+    return (f"**Export quality gate NOT passed**: {lowest}, gate {gate.min_dice:g}. Exported anyway "
+            "(`wbspine export --allow-weak`): do not use this model's results.")
 
 
 def finish_bundle(out_dir: Path, manifest: Manifest) -> Path:

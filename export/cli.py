@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a training checkpoint to a model bundle (ONNX, TensorRT, manifest)",
                        description="Export a checkpoint to ONNX (opset 17, dynamic batch), check parity "
                                    "with ONNX Runtime on phantom windows, optionally build a TensorRT "
-                                   "engine, and write manifest.json + MODEL_CARD.md. Needs the 'train' extra.")
+                                   "engine, and write manifest.json + MODEL_CARD.md. Refuses a model whose lowest "
+                                   "validation Dice of a structure is below the gate (export.min_val_dice, 0.5) "
+                                   "unless --allow-weak. Needs the 'train' extra.")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", required=True, type=Path, help="bundle folder (created; must be empty)")
     p.add_argument("--name", default="wbspine-resunet3d")
@@ -28,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-argmax-agreement", type=float, default=0.9999)
     p.add_argument("--no-fp16", action="store_true", help="do not add the FP16 ONNX variant for GPUs")
     p.add_argument("--card-extra", type=Path, help="markdown appended to the model card")
+    p.add_argument("--allow-weak", action="store_true",
+                   help="export even when the lowest validation Dice of a structure is below the gate (or no "
+                        "validation was recorded); the manifest and model card record the override")
+    p.add_argument("--min-val-dice", type=float, metavar="DICE",
+                   help="the gate for this export (default: the training config's export.min_val_dice, 0.5)")
     p.set_defaults(handler=run)
 
 
@@ -40,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         tensorrt=args.tensorrt, triton_dir=args.triton,
         thresholds=ParityThresholds(args.max_abs_logit_diff, args.min_argmax_agreement), fp16=not args.no_fp16,
         card_extra=args.card_extra.read_text() if args.card_extra else "",
+        allow_weak=args.allow_weak, min_val_dice=args.min_val_dice,
     )
     print(json.dumps(result, indent=2))
     return 0

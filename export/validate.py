@@ -93,7 +93,8 @@ def record(bundle_dir: str | Path, result: dict, markdown: str, dataset_label: s
         text = text[:cut + 1].rstrip("\n") + "\n"
     card.write_text(text + "\n" + markdown)
     return rewrite_manifest(root, bundle.manifest,
-                            validation=Validation(dataset=dataset_label, structures=structures))
+                            validation=Validation(dataset=dataset_label, structures=structures,
+                                                  gate=bundle.manifest.validation.gate))  # export's decision stays on record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,12 +233,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from training.config import Config
     from training.data import prepare_split
     from training.distributed import DistContext, resolve_device
-    from training.evaluate import evaluate_cases, write_report
+    from training.evaluate import evaluate_cases, fmt, write_report
+
+    from appliance.errors import TrainingError
 
     model, ckpt = model_from_checkpoint(args.checkpoint)
     config = Config.model_validate(ckpt["training_config"])
     dataset = ds.load(args.dataset or config.data.dataset)
     cases = dataset.split(args.split)
+    if not cases:  # before any resampling or inference: a report of nothing is no report
+        counts = ", ".join(f"{s}: {len(dataset.split(s))}" for s in ("train", "val", "test"))
+        raise TrainingError(f"split {args.split!r} of {dataset.root} has no cases ({counts})")
     prepared = prepare_split(dataset, args.split, config.data.working_spacing_mm, dataset.root / "cache",
                              workers=os.cpu_count() or 1)
     device = resolve_device(args.device, DistContext())
@@ -246,6 +251,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     data = write_report(args.out, per_case, dataset.split("train"),
                         title=f"{args.checkpoint.name} on {dataset.root.name}/{args.split}")
     for name, e in data["table3"].items():
-        print(f"{name}: n={e['test']} dice={e['dice']} vs={e['volume_similarity']} recall={e['recall']}")
+        print(f"{name}: n={e['test']} dice={fmt(e['dice'])} vs={fmt(e['volume_similarity'])} "
+              f"recall={fmt(e['recall'])}" + ("  (no case annotates it)" if not e["test"] else ""))
     print(f"report: {args.out / 'report.md'}")
     return 0

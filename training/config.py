@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from appliance.bundle_quality import MIN_VAL_DICE
 from appliance.errors import ConfigError
 from appliance.labels import LABEL_NAMES, STRUCTURES
 
@@ -116,6 +117,15 @@ class TrainConfig(_Section):
     init_from: Path | None = None
 
 
+class ExportConfig(_Section):
+    """What ``wbspine export`` requires of the run before it bundles the model."""
+
+    # [ours] the lowest validation Dice of any validated structure a bundle may have
+    # (``wbspine export --allow-weak`` overrides, and the manifest says so). Left out of
+    # the config (and its hash) at its default, so configs written before it keep their hash.
+    min_val_dice: float = Field(MIN_VAL_DICE, ge=0.0, le=1.0)
+
+
 class RunConfig(_Section):
     """Where and how fast to run: not part of the config hash."""
 
@@ -139,6 +149,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
     run: RunConfig = RunConfig()
 
     @property
@@ -149,6 +160,8 @@ class Config(_Section):
         data = json.loads(self.model_dump_json(exclude={"run"}))
         if data["train"].get("init_from") is None:
             data["train"].pop("init_from", None)
+        if data["export"] == ExportConfig().model_dump():
+            data.pop("export")
         return data
 
     @property

@@ -111,10 +111,14 @@ def summarise(per_case: dict, train_cases=()) -> dict:
     return table
 
 
+def fmt(v: float | None) -> str:
+    """A metric for humans: three decimals, or "–" where it is undefined (never 0 or 1)."""
+    return "–" if v is None else f"{v:.3f}"
+
+
 def report(per_case: dict, train_cases=(), title: str = "Held-out evaluation") -> tuple[dict, str]:
     """(JSON-able dict, markdown) in the form of the paper's Table 3, with per-case values."""
     table = summarise(per_case, train_cases)
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"
     header = ("| Structure | Train cases | Test cases | Dice | VS | Recall | "
               "Paper Dice | Paper VS | Paper Recall |")
     lines = [f"# {title}", "", header, "|---|---|---|---|---|---|---|---|---|"]

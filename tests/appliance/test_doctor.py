@@ -299,7 +299,8 @@ def test_doctor_command_passes_on_a_good_install(tmp_path: Path, storescp: int) 
     print(f"\n{proc.stdout}doctor took {elapsed:.1f} s")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = [line.split()[1] for line in proc.stdout.splitlines()[:-1]]
-    assert names == ["python", "onnxruntime", "openvino", "config", "bundle", "spool", "disk", "dicom-port", "metrics-port",
+    assert names == ["python", "onnxruntime", "openvino", "config", "bundle", "model", "spool", "disk", "dicom-port",
+                     "metrics-port",
                      "destination"]
     assert not any(line.startswith("FAIL") for line in proc.stdout.splitlines())
 

@@ -79,3 +79,29 @@ def test_sliding_window_with_an_oracle_predictor():
     assert np.array_equal(pred, (image > 0).astype(np.uint8))
     short = predict_labels(Threshold(), image[:9], t=2000.0, window_slices=16, overlap=0)
     assert np.array_equal(short, (image[:9] > 0).astype(np.uint8))
+
+
+def test_evaluate_on_an_empty_split_fails_with_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from appliance.cli import main
+    from training import checkpoint as ckpt_mod
+    from training import data
+    from training.config import Config
+    from training.dataset import from_phantoms
+    from training.model import build_model
+
+    dataset = from_phantoms(tmp_path / "d", 2, seed=9, size="small", val_fraction=0.5, test_fraction=0.0)
+    config = Config.model_validate({"data": {"dataset": str(dataset.root), "working_spacing_mm": [5.0, 5.0, 5.0],
+                                             "patch_xy": 32}, "model": {"width": 4}})
+    model = build_model(config.semantic_dict()["model"], config.num_classes)
+    opt = torch.optim.Adam(model.parameters())
+    ckpt = ckpt_mod.build_checkpoint(config, model, optimizer=opt, scheduler=torch.optim.lr_scheduler.StepLR(opt, 1),
+                                     scaler=None, epoch=0, alpha=0.8, best_score=None, validation={}, history=[])
+    path = ckpt_mod.save(ckpt, tmp_path / "last.pt")
+    monkeypatch.setattr(data, "prepare_split", lambda *a, **k: pytest.fail("resampled an empty split"))
+    capsys.readouterr()
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"wbspine evaluate: error: split 'test' of {dataset.root} has no cases (train: 1, val: 1, test: 0)"
+    assert not (tmp_path / "r").exists()
