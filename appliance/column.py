@@ -25,7 +25,7 @@ component (297 cm³), and a cervical or lumbar scan has few bodies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -54,6 +54,9 @@ class ColumnFinding:
     body_sized_cm3: float
     largest_cm3: float
     problem: str | None  # None, "fragmented", "too_little" or "too_much"
+    #: ``plausible_labels(labels, affine)`` when it was run (not for "fragmented"): handed
+    #: on to :func:`appliance.measure.api.measure` so that the rules run once per study
+    plausible: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def found(self) -> bool:
@@ -87,9 +90,9 @@ def find_column(labels: np.ndarray, affine: np.ndarray) -> ColumnFinding:
     largest = float(raw.max()) / 1000.0 if raw.size else 0.0
     if raw.size > MAX_COMPONENTS:
         return ColumnFinding(int(raw.size), fragments, 0, 0.0, largest, "fragmented")
-    kept, _ = plausible_labels(labels, affine)
+    kept, rejected = plausible_labels(labels, affine)
     sizes = _sizes_mm3(kept == Label.VERTEBRAL_BODIES, v)
     sized = sizes[sizes >= MIN_BODY_MM3]
     total = float(sized.sum()) / 1000.0
     problem = "too_little" if total < MIN_COLUMN_CM3 else "too_much" if total > MAX_COLUMN_CM3 else None
-    return ColumnFinding(int(raw.size), fragments, int(sized.size), total, largest, problem)
+    return ColumnFinding(int(raw.size), fragments, int(sized.size), total, largest, problem, (kept, rejected))

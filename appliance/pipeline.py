@@ -77,13 +77,14 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
             runner.close()
     timing = dict(seg.timing_s)
     paths: dict[str, Path] = {"labels": write_nifti(seg.labels, out / "labels.nii.gz")}
+    plausible = None
     if check_column:
         t = time.perf_counter()
-        require_column(seg.labels.array, seg.labels.affine, bundle, paths["labels"])
+        plausible = require_column(seg.labels.array, seg.labels.affine, bundle, paths["labels"]).plausible
         timing["column_check_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    measurements = measure(seg.labels.array, seg.labels.affine)
+    measurements = measure(seg.labels.array, seg.labels.affine, plausible=plausible)
     timing["measure_s"] = time.perf_counter() - t
     paths["measurements"] = out / "measurements.json"
     paths["measurements"].write_text(json.dumps(measurements, indent=2) + "\n")
@@ -105,16 +106,17 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     return StudyResult(out, paths, measurements, timing, dict(seg.info))
 
 
-def require_column(labels, affine, bundle: Bundle, labels_path: Path | None = None) -> None:
-    """Raise :class:`~appliance.errors.NoColumnError` (one line: what was found, the bundle
-    and its recorded validation) when :func:`appliance.column.find_column` finds none."""
+def require_column(labels, affine, bundle: Bundle, labels_path: Path | None = None):
+    """The :class:`~appliance.column.ColumnFinding` of :func:`appliance.column.find_column`;
+    raise :class:`~appliance.errors.NoColumnError` (one line: what was found, the bundle and
+    its recorded validation) when it finds no column."""
     from appliance.bundle_quality import assess
     from appliance.column import find_column
     from appliance.errors import NoColumnError
 
     finding = find_column(labels, affine)
     if finding.found:
-        return
+        return finding
     m = bundle.manifest
     a = assess(m.validation)
     quality = (f"lowest validation Dice {a.dice:.3f} ({a.structure})" if a.validated else "no validation recorded")

@@ -72,17 +72,18 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, name: str = "w
             files.append((plan.name, "tensorrt_plan"))
         else:
             trt_note = f"TensorRT engine: not built ({reason}).\n\n"
+    gate_record = gate.record(overridden=allow_weak)
     card = model_card(ckpt, name, version, parity.as_dict(), trt_note + card_extra,
                       parity_fp16=parity_fp16.as_dict() if parity_fp16 else None, weights_file=WEIGHTS_NAME,
-                      gate=gate.record(overridden=allow_weak))
+                      gate=gate_record)
     (out / "MODEL_CARD.md").write_text(card)
     files.append(("MODEL_CARD.md", "model_card"))
     manifest = build_manifest(ckpt, out, name=name, version=version, description=description,
-                              window=window, files=files, repo=REPO, gate=gate.record(overridden=allow_weak))
+                              window=window, files=files, repo=REPO, gate=gate_record)
     finish_bundle(out, manifest)
     load_bundle(out)  # what the appliance will do: verify schema and hashes
     result = {"bundle": str(out), "files": [f for f, _ in files], "parity": parity.as_dict(),
-              "validation_gate": gate.record(overridden=allow_weak).model_dump(),
+              "validation_gate": gate_record.model_dump(),
               "parity_fp16": parity_fp16.as_dict() if parity_fp16 else None,
               "tensorrt": "built" if any(r == "tensorrt_plan" for _, r in files) else trt_note.strip()}
     if triton_dir is not None:

@@ -229,7 +229,7 @@ def _naming(labels: np.ndarray, affine: np.ndarray, bodies: list[Body], truncate
 
 
 def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = None,
-            highest_level: str | None = None) -> dict:
+            highest_level: str | None = None, *, plausible: tuple | None = None) -> dict:
     """Spinal and pelvic parameters (``wbspine.measurements/1`` JSON-ready dict).
 
     ``labels`` (z, y, x) uses 0 background, 1 vertebral bodies, 2 pelvis with sacrum,
@@ -248,7 +248,9 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     Components that fail the plausibility rules are left out of every measurement and
     listed under ``rejected`` (label, rule, volume, LPS centroid, reason), each also as a
     warning; ``structure_volumes_cm3`` stays that of the map as given (raw, rejected
-    components included), as the SEG shows it.
+    components included), as the SEG shows it. ``plausible``: the result of
+    ``plausible_labels(labels, affine)`` when the caller already has it (the pipeline's
+    column check), so that the rules run once.
     """
     labels = _check_inputs(labels, affine)
     affine = np.asarray(affine, float)
@@ -260,7 +262,7 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
     if unknown:
         warnings.append(f"label values {sorted(unknown)} are not part of the 0–3 convention and were ignored")
     raw = labels
-    labels, rejected = plausible_labels(raw, affine)
+    labels, rejected = plausible if plausible is not None else plausible_labels(raw, affine)
     for r in rejected:
         c = ", ".join(f"{v:.0f}" for v in r.centroid_mm)
         warnings.append(f"left out of the measurements: a {r.label} component of {r.volume_cm3:.1f} cm³ at "

@@ -52,3 +52,17 @@ def test_the_whole_patient_labelled_body_is_no_column():
     labels = np.ones((70, 70, 70), np.uint8)  # 2744 cm³ in one piece
     f = find_column(labels, AFFINE)
     assert f.problem == "too_much" and f.body_sized_cm3 > MAX_COLUMN_CM3
+
+
+def test_the_plausibility_result_handed_to_measure_gives_the_same_measurements(small_study):
+    """The pipeline runs the plausibility rules once: the column check's result, handed to
+    measure(), gives exactly what measure() computes on its own."""
+    import json
+
+    from appliance.measure.api import measure
+
+    labels, affine = small_study.labels.array, small_study.labels.affine
+    finding = find_column(labels, affine)
+    assert finding.plausible is not None
+    handed = measure(labels, affine, plausible=finding.plausible)
+    assert json.dumps(handed, sort_keys=True) == json.dumps(measure(labels, affine), sort_keys=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from appliance.volume import read_nifti, write_nifti
+from tests.training.itksnap_files import HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "training" / "README.md"
@@ -30,21 +31,7 @@ MARKER = "<!-- guide: tested by tests/training/test_guide.py -->"
 #: The site's own label values, as an annotator might have chosen them in ITK-SNAP.
 SITE_VALUES = {1: 10, 2: 20, 3: 30}   # project label -> value in the site's files
 #: ITK-SNAP "Export Label Descriptions" text, written for this test.
-LABEL_DESCRIPTIONS = """\
-################################################
-# ITK-SnAP Label Description File
-# File format:
-# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL
-# Fields:
-#    IDX:   Zero-based index
-#    -R-:   Red color component (0..255)
-#    -G-:   Green color component (0..255)
-#    -B-:   Blue color component (0..255)
-#    -A-:   Label transparency (0.00 .. 1.00)
-#    VIS:   Label visibility (0 or 1)
-#    MSH:   Label mesh visibility (0 or 1)
-#  LABEL:   Label description
-################################################
+LABEL_DESCRIPTIONS = HEADER + """\
     0     0    0    0        0  0  0    "Clear Label"
    10   230  200   40        1  1  1    "Vertebral bodies C2-L5"
    20    60  140  230        1  1  1    "Pelvis with sacrum"

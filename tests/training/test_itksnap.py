@@ -5,25 +5,12 @@ from __future__ import annotations
 import pytest
 
 from appliance.errors import DatasetError
+from tests.training.itksnap_files import HEADER
 from training import itksnap
 
 #: Written for this test: what ITK-SNAP's "Export Label Descriptions" produces for a
 #: spine/pelvis segmentation with a few labels we must not call bone.
-DESCRIPTIONS = """\
-################################################
-# ITK-SnAP Label Description File
-# File format:
-# IDX   -R-  -G-  -B-  -A--  VIS MSH  LABEL
-# Fields:
-#    IDX:   Zero-based index
-#    -R-:   Red color component (0..255)
-#    -G-:   Green color component (0..255)
-#    -B-:   Blue color component (0..255)
-#    -A-:   Label transparency (0.00 .. 1.00)
-#    VIS:   Label visibility (0 or 1)
-#    IDX:   Label mesh visibility (0 or 1)
-#  LABEL:   Label description
-################################################
+DESCRIPTIONS = HEADER + """\
     0     0    0    0        0  0  0    "Clear Label"
     1   255    0    0        1  1  1    "L1 vertebra"
     2   230   20   10        1  1  1    "L2 vertebra"
