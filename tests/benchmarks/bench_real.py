@@ -24,7 +24,9 @@ Per scan, segmented by the bundle through the appliance path (``appliance.infere
 - bodies off the column: centroids of the bodies ``measure()`` finds (``vertebrae``)
   farther than ``OFF_COLUMN_MM`` from the polyline through the reference body centroids
   (one per level: reference body ∩ that level's whole vertebra), ends included;
-- the level naming (``measure()``: rule and names) and Dice where a reference exists.
+- the level naming (``measure()``: rule and names) and Dice where a reference exists;
+- the column check of ``wbspine infer`` (:func:`appliance.column.find_column`: "found",
+  or why the study would stop) and its plausible body volume (cm³).
 
 A first row per scan scores the reference labels themselves (no network): what the
 scoring and ``measure()`` make of the pseudo-labels (e.g. no level can be named on a scan
@@ -54,6 +56,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from appliance.column import find_column
 from appliance.errors import WbspineError
 from appliance.labels import Label
 from appliance.measure.api import label_crop, measure
@@ -164,8 +167,11 @@ def score(scan: Scan, pred: np.ndarray, affine: np.ndarray) -> dict:
             dist = ndimage.distance_transform_edt(scan.reference != k, sampling=spacing_zyx)
             false[k] = float((p & (dist > ABSENT_MARGIN_MM)).sum() * voxel_cm3)
     out["false_cm3"] = false
+    finding = find_column(pred, affine)  # would `wbspine infer` stop here? (appliance.column)
+    out["column"] = finding.problem or "found"
+    out["column_cm3"] = round(finding.body_sized_cm3, 1)
     try:
-        m = measure(pred, affine)
+        m = measure(pred, affine, plausible=finding.plausible)
         centroids = [v["centroid_mm"] for v in m["vertebrae"]]
         out["level_naming"] = m["level_naming"]
         out["names"] = [v["name"] for v in m["vertebrae"]]
@@ -221,7 +227,7 @@ def _row_line(scan: str, variant: str, status: str, s: dict) -> str:
     named = f"{naming.get('rule')}: {names[0]}..{names[-1]}" if names else f"{naming.get('rule')}: none"
     return (f"{scan:11s} {variant:22s} {status[:16]:16s} {_fmt(s['body_precision'])} {_fmt(s['body_recall'])} "
             f"{s['false_cm3'][2]:8.2f} {s['false_cm3'][3]:7.2f} {s['bodies']:3d}/{s['off_column']:<3d} "
-            + "/".join(_fmt(d.get(k)) for k in (1, 2, 3)) + f"  {named}")
+            + "/".join(_fmt(d.get(k)) for k in (1, 2, 3)) + f"  column {s['column']} ({s['column_cm3']:.0f} cm³)  {named}")
 
 
 def run_phantoms(n: int, segmenter, cache, tag) -> list[dict]:
@@ -246,9 +252,11 @@ def run_phantoms(n: int, segmenter, cache, tag) -> list[dict]:
             pred, seconds = _cached(cache, f"{tag}-phantom-{seed}" + ("" if what != "remap" else "-remap"),
                                     lambda: segmenter(image))
             dice = {k: overlap(pred, study.labels.array, k).dice for k in (1, 2, 3)}
-            row[what] = {"dice": dice, "seconds": seconds}
-            print(f"phantom {seed} {what:10s}: dice {'/'.join(_fmt(dice[k]) for k in (1, 2, 3))}  ({seconds:.0f} s)",
-                  flush=True)
+            column = find_column(pred, study.labels.affine)
+            row[what] = {"dice": dice, "seconds": seconds, "column": column.problem or "found",
+                         "column_cm3": round(column.body_sized_cm3, 1)}
+            print(f"phantom {seed} {what:10s}: dice {'/'.join(_fmt(dice[k]) for k in (1, 2, 3))}  "
+                  f"column {row[what]['column']} ({column.body_sized_cm3:.0f} cm³)  ({seconds:.0f} s)", flush=True)
         row["dice"] = row["remap+cbct"]["dice"]
         rows.append(row)
         seed += 1
