@@ -17,10 +17,9 @@ def test_processor_builds_the_configured_engine_once_for_every_study(small_study
     built = []
     real = select.select_engine
     monkeypatch.setattr(select, "select_engine", lambda *a, **k: built.append(1) or real(*a, **k))
-    bundle = make_bundle(tmp_path / "bundle", window=(16, 32, 32), spacing=(2.5, 2.5, 2.5))
+    bundle = make_bundle(tmp_path / "bundle", window=(16, 32, 32), spacing=(2.5, 2.5, 2.5), oracle="smoothed")
     series = write_ct_series(small_study, tmp_path / "dicom")
-    # the oracle labels every bone voxel as body (343 pieces, not a column): skip that check here
-    process = make_processor(bundle, engine={"kind": "cpu", "threads": 1}, check_column=False)
+    process = make_processor(bundle, engine={"kind": "cpu", "threads": 1})  # column check on
     for study in ("a", "b"):
         files = process(series, tmp_path / study)
         assert files and all(p.suffix == ".dcm" and p.is_file() for p in files)

@@ -139,7 +139,7 @@ bind_address = "127.0.0.1"
     spool = site / "spool"
     spool.mkdir()
     os.chown(spool, UID, UID)
-    bundle = make_bundle(site / "bundle")
+    bundle = make_bundle(site / "bundle", oracle="smoothed")
     for p in [bundle, *bundle.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     return {"config": config, "spool": spool, "bundle": bundle}
