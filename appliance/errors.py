@@ -79,7 +79,7 @@ class EngineError(WbspineError):
 class SeriesError(InputVolumeError):
     """A DICOM folder is not one usable CT volume. ``code`` names why (see
     ``appliance.series.SeriesErrorCode``): not_a_volume, too_few_slices, uneven_spacing,
-    missing_slices, mixed_orientation, multiple_series, not_ct, too_large."""
+    missing_slices, mixed_orientation, multiple_series, not_ct, too_large, unreadable."""
 
     def __init__(self, message: str, code: str = "not_a_volume") -> None:
         super().__init__(message)

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"Default bundle: {DEFAULT_BUNDLE_DIR}",
     )
     p.add_argument("input", type=Path, metavar="INPUT", help="DICOM series folder or image file")
+    p.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use when the DICOM folder holds several "
+                                               "(the error lists them)")
     p.add_argument("--bundle", type=Path, default=None, help=f"model bundle folder (default: {DEFAULT_BUNDLE_DIR})")
     p.add_argument("--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--engine", default="auto", choices=("auto", *AUTO_ORDER, "triton"),
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                              crop=CropConfig(enabled=not args.no_crop), track=not args.no_track)
     result = _with_progress(args, lambda progress: process_study(
         args.input, args.out, bundle, config=config, outputs=not args.labels_only, progress=progress,
-        check_column=not args.no_column_check,
+        check_column=not args.no_column_check, series_uid=args.series,
         engine=EngineConfig(kind=args.engine, threads=args.threads, cpu_precision=args.cpu_precision,
                             triton_url=args.triton_url)))
     t = result.timing_s

@@ -137,11 +137,12 @@ def segment(image: Volume, bundle: Bundle, predictor: Predictor, config: Inferen
 
 
 def run_inference(input_path: str | Path, bundle: Bundle, engine, config: InferenceConfig = InferenceConfig(),
-                  progress: Callable[[int, int], None] | None = None) -> Segmentation:
-    """Load ``input_path`` and segment it with ``engine`` (anything with ``run``)."""
+                  progress: Callable[[int, int], None] | None = None, series_uid: str | None = None) -> Segmentation:
+    """Load ``input_path`` (for a DICOM folder: the series ``series_uid``, needed only when the
+    folder holds several) and segment it with ``engine`` (anything with ``run``)."""
     t0 = time.perf_counter()
-    image = load_input(input_path, limits=_series_limits(bundle)) if Path(input_path).is_dir() \
-        else load_input(input_path)
+    image = load_input(input_path, limits=_series_limits(bundle), series_uid=series_uid) \
+        if Path(input_path).is_dir() else load_input(input_path)
     timing = {"load_s": time.perf_counter() - t0}
     result = segment(image, bundle, engine.run, config, progress, timing)
     result.info["engine"] = getattr(engine, "name", type(engine).__name__)

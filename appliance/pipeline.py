@@ -49,7 +49,8 @@ class StudyResult:
 
 def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
                   engine: EngineConfig = EngineConfig(), config: InferenceConfig = InferenceConfig(),
-                  outputs: bool = True, progress=None, runner=None, check_column: bool = True) -> StudyResult:
+                  outputs: bool = True, progress=None, runner=None, check_column: bool = True,
+                  series_uid: str | None = None) -> StudyResult:
     """Segment, measure and write every result of the series in ``series_dir``.
 
     ``series_dir`` may also be a NIfTI file: then there is no DICOM source to reference,
@@ -58,6 +59,7 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     for this study and closed after it. ``check_column``: raise
     :class:`~appliance.errors.NoColumnError` when the segmentation holds no vertebral column
     (:mod:`appliance.column`), after writing ``labels.nii.gz`` and before anything else.
+    ``series_uid``: the series to use when ``series_dir`` holds several.
     """
     from appliance.engines.select import select_engine
     from appliance.measure.api import measure
@@ -71,7 +73,7 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     if own:
         runner = select_engine(bundle, replace(engine, batch_size=config.batch_size)).engine
     try:
-        seg = run_inference(series_dir, bundle, runner, config, progress)
+        seg = run_inference(series_dir, bundle, runner, config, progress, series_uid=series_uid)
     finally:
         if own:
             runner.close()
@@ -92,7 +94,7 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     if outputs and Path(series_dir).is_dir():
         t = time.perf_counter()
         algorithm = AlgorithmInfo(bundle.manifest.model.name, bundle.manifest.model.version)
-        paths.update(write_outputs(seg.labels, series_dir, measurements, out, algorithm))
+        paths.update(write_outputs(seg.labels, series_dir, measurements, out, algorithm, series_uid=series_uid))
         timing["outputs_s"] = time.perf_counter() - t
     elif outputs:
         t = time.perf_counter()

@@ -33,7 +33,8 @@ from pydicom.errors import InvalidDicomError
 from appliance.errors import SeriesError
 from appliance.volume import Volume
 
-HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "ImageType", "ImageOrientationPatient",
+HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ImageType",
+               "ImageOrientationPatient",
                "ImagePositionPatient", "PixelSpacing", "Rows", "Columns", "NumberOfFrames",
                "RescaleSlope", "RescaleIntercept", "BitsAllocated", "PixelRepresentation", "SamplesPerPixel"]
 
@@ -47,6 +48,7 @@ class SeriesErrorCode(str, Enum):
     MULTIPLE_SERIES = "multiple_series"
     NOT_CT = "not_ct"
     TOO_LARGE = "too_large"
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,10 @@ def _select(slices: list[_Slice], series_uid: str | None) -> list[_Slice]:
         if not slices:
             raise _fail(SeriesErrorCode.NOT_A_VOLUME, f"series {series_uid} is not in the folder")
     elif len(uids) > 1:
+        listing = "; ".join(describe_series(slices))
         raise _fail(SeriesErrorCode.MULTIPLE_SERIES,
-                    f"the folder holds {len(uids)} series; pass one folder per series (or name the series)")
+                    f"the folder holds {len(uids)} series; choose one with --series UID (or pass one folder per "
+                    f"series): {listing}")
     modalities = sorted({str(s.ds.get("Modality", "")) for s in slices})
     if modalities != ["CT"]:
         raise _fail(SeriesErrorCode.NOT_CT, f"expected a CT series, got modality {'/'.join(modalities) or 'none'}")
@@ -163,21 +167,47 @@ def _geometry(slices: list[_Slice], limits: SeriesLimits) -> tuple[np.ndarray, t
     return direction, (cs, rs, step)
 
 
+def describe_series(slices: list[_Slice]) -> list[str]:
+    """One line per series: number, description, modality, image count and UID (no patient data)."""
+    groups: dict[str, list[pydicom.Dataset]] = {}
+    for s in slices:
+        groups.setdefault(str(s.ds.get("SeriesInstanceUID", "")), []).append(s.ds)
+    out = []
+    for uid, members in sorted(groups.items(), key=lambda kv: (str(kv[1][0].get("SeriesNumber", "")), kv[0])):
+        first = members[0]
+        text = str(first.get("SeriesDescription", "") or "").strip() or "no description"
+        out.append(f"#{first.get('SeriesNumber', '?')} {text!r} {first.get('Modality', '?')} "
+                   f"{len(members)} image(s) UID {uid}")
+    return out
+
+
 def _rescale(ds: pydicom.Dataset) -> tuple[float, float]:
     return float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
 
 
 def _pixels(path: Path) -> tuple[np.ndarray, bool]:
-    """Stored pixel values (False) or, from the GDCM fallback, rescaled values (True)."""
-    ds = pydicom.dcmread(path)
+    """Stored pixel values (False) or, from the GDCM fallback, rescaled values (True).
+
+    A file whose pixel data neither pydicom nor GDCM can decode (truncated in transfer,
+    cut by a full disk) is a :class:`SeriesError` ``unreadable`` that names the file."""
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise _fail(SeriesErrorCode.UNREADABLE, f"{path.name}: cannot be read ({type(exc).__name__}: {exc})") from None
     try:
         return ds.pixel_array, False
-    except Exception:  # no pydicom handler for this transfer syntax: let GDCM decode it
+    except Exception as first:  # no pydicom handler for this transfer syntax: let GDCM decode it
         import SimpleITK as sitk
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.SetOutputPixelType(sitk.sitkFloat32)
-        return sitk.GetArrayFromImage(reader.Execute())[0], True  # GDCM applied the rescale
+        try:
+            return sitk.GetArrayFromImage(reader.Execute())[0], True  # GDCM applied the rescale
+        except RuntimeError:
+            size = path.stat().st_size
+            raise _fail(SeriesErrorCode.UNREADABLE,
+                        f"{path.name}: pixel data cannot be decoded ({type(first).__name__}: {first}; "
+                        f"{size} bytes on disk): truncated or corrupt; resend the series") from None
 
 
 def read_series(folder: str | Path, *, limits: SeriesLimits = SeriesLimits(), series_uid: str | None = None) -> Volume:

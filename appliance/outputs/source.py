@@ -62,11 +62,13 @@ def _read_headers(source_dir: Path) -> list[tuple[Path, Dataset]]:
     return found
 
 
-def load_source_series(source_dir: str | Path, labels: Volume) -> SourceSeries:
-    """Read the single-frame series in ``source_dir`` and check it matches ``labels``.
+def load_source_series(source_dir: str | Path, labels: Volume, series_uid: str | None = None) -> SourceSeries:
+    """Read the single-frame series in ``source_dir`` (the series ``series_uid`` when given)
+    and check it matches ``labels``.
 
-    Raises :class:`OutputError` when the folder holds no series, several series, or a
-    grid other than the label map's (count, size, spacing, orientation, positions).
+    Raises :class:`OutputError` when the folder holds no series, several series and none
+    is named, or a grid other than the label map's (count, size, spacing, orientation,
+    positions).
     """
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
@@ -74,6 +76,10 @@ def load_source_series(source_dir: str | Path, labels: Volume) -> SourceSeries:
     found = _read_headers(source_dir)
     if not found:
         raise OutputError(f"no DICOM image with a position in {source_dir}")
+    if series_uid is not None:
+        found = [(p, ds) for p, ds in found if str(ds.SeriesInstanceUID) == series_uid]
+        if not found:
+            raise OutputError(f"series {series_uid} is not in {source_dir}")
     series = {str(ds.SeriesInstanceUID) for _, ds in found}
     if len(series) != 1:
         raise OutputError(f"{source_dir} holds {len(series)} series; expected one")

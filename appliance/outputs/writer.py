@@ -99,10 +99,12 @@ def _printable(combined: Volume, out: Path, max_triangles: int | None,
 def write_outputs(labels: Volume, source_dir: str | Path, measurements: dict, out_dir: str | Path,
                   algorithm: AlgorithmInfo, *, max_triangles: int | None = DEFAULT_MAX_TRIANGLES,
                   strut_radius_mm: float = DEFAULT_STRUT_RADIUS_MM, stl: bool = True,
-                  key_images: bool = True, source: SourceSeries | None = None) -> dict[str, Path]:
+                  key_images: bool = True, source: SourceSeries | None = None,
+                  series_uid: str | None = None) -> dict[str, Path]:
     """Write SEG, SR, key images and STL (plain and DICOM) for one study.
 
-    ``labels`` must be on the grid of the series in ``source_dir`` (voxel for voxel);
+    ``labels`` must be on the grid of the series in ``source_dir`` (voxel for voxel; the
+    series ``series_uid`` when the folder holds several);
     ``measurements`` is a ``wbspine.measurements/1`` dict (nulls allowed, with warnings).
     Returns the path of every file written, keyed by role (``seg``, ``sr``, ``stl_pelvis``…).
     """
@@ -112,7 +114,7 @@ def write_outputs(labels: Volume, source_dir: str | Path, measurements: dict, ou
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    source = source or load_source_series(source_dir, labels)
+    source = source or load_source_series(source_dir, labels, series_uid)
     timings["load_source_s"] = time.perf_counter() - start
 
     t = time.perf_counter()

@@ -87,3 +87,29 @@ def test_infer_refuses_a_tampered_bundle_with_a_clear_message(small_study, tmp_p
     args = _parser().parse_args(["infer", str(inp), "--bundle", str(bundle), "--out", str(tmp_path / "o")])
     with pytest.raises(BundleError, match="manifest says"):
         args.handler(args)
+
+
+def test_folder_with_two_series_lists_them_and_series_picks_one(small_study, tmp_path, capsys):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from appliance.cli import main
+    from appliance.phantom.dicom_series import write_ct_series
+
+    folder = write_ct_series(small_study, tmp_path / "dicom")
+    chosen = generate_uid(entropy_srcs=["second series"])
+    for i, f in enumerate(sorted(folder.glob("*.dcm"))):  # a second reconstruction in the same folder
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = chosen, 9, "bone kernel"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[chosen, str(i)])
+        ds.save_as(folder / f"B{f.name}")
+    bundle = make_bundle(tmp_path / "bundle", window=(16, 32, 32), spacing=(2.5, 2.5, 2.5), oracle="smoothed")
+    common = ["--bundle", str(bundle), "--no-progress", "--no-track"]
+    assert main(["infer", str(folder), "--out", str(tmp_path / "refused"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 series" in err and f"UID {chosen}" in err and "'bone kernel'" in err and "--series" in err
+    assert main(["infer", str(folder), "--out", str(tmp_path / "out"), "--series", chosen, *common]) == 0
+    seg = pydicom.dcmread(tmp_path / "out" / "seg.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == chosen
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert len(referenced) == small_study.image.shape_zyx[0]

@@ -95,9 +95,24 @@ def test_non_ct_modality(subset):
     assert "MR" in expect("not_ct", subset)
 
 
-def test_two_series(subset):
-    edit(subset, range(15), SeriesInstanceUID="1.2.3.4")
-    expect("multiple_series", subset)
+def test_two_series_are_listed_and_one_can_be_chosen(subset):
+    edit(subset, range(14), SeriesInstanceUID="1.2.3.4", SeriesNumber=7, SeriesDescription="bone 0.6")
+    message = expect("multiple_series", subset)
+    # every series is listed with what tells them apart, and how to pick one
+    assert "--series UID" in message and "UID 1.2.3.4" in message and "'bone 0.6'" in message
+    assert "14 image(s)" in message and "16 image(s)" in message
+    assert read_series(subset, series_uid="1.2.3.4", limits=SeriesLimits(min_slices=8)).shape_zyx[0] == 14
+    other = str(pydicom.dcmread(sorted(subset.iterdir())[-1]).SeriesInstanceUID)
+    assert read_series(subset, series_uid=other).shape_zyx[0] == 16
+    assert "not in the folder" in expect("not_a_volume", subset, series_uid="1.2.9")
+
+
+def test_truncated_file_is_named_not_a_traceback(subset):
+    victim = sorted(subset.iterdir())[11]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # cut in transfer / by a full disk
+    message = expect("unreadable", subset)
+    assert message.startswith(victim.name) and "truncated or corrupt" in message
 
 
 def test_dimension_cap_is_checked_before_allocating(subset, monkeypatch):
