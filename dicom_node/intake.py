@@ -222,6 +222,8 @@ def inspect(raw: bytes, transfer_syntax: str, affected_class: str, affected_inst
             raise CannotUnderstand(f"missing or invalid {name} UID")
     if str(sop_class) != affected_class.strip("\0 ") or str(sop_uid) != affected_instance.strip("\0 "):
         raise DatasetMismatch("data set SOP Class/Instance UID differ from the C-STORE command")
+    if frames is not None and frames > 1:  # the accepted classes are single-frame (policy.py)
+        raise DatasetMismatch(f"{frames} frames in a single-frame SOP class; send one image per slice")
     return Inspected(
         sop_class=str(sop_class), sop_uid=str(sop_uid), study_uid=str(study_uid),
         series_uid=str(series_uid), sha256=hashlib.sha256(raw).hexdigest(),

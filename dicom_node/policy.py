@@ -1,8 +1,13 @@
 """What the node accepts (PS3.4 Annex B storage SOP classes, PS3.5 transfer syntaxes).
 
-Only reconstructed CT volumes are accepted: a Secondary Capture, a localizer-only modality
-or anything else is rejected at presentation-context negotiation (PS3.8 9.3.3.2), so it
-never reaches the spool. A compressed transfer syntax is offered only when pydicom has a
+Only what the pipeline reads is accepted: single-frame CT Image Storage, one file per
+slice (``appliance.series``). Anything else (a Secondary Capture, a localizer-only
+modality, and also the multi-frame Enhanced CT, Legacy Converted Enhanced CT and X-Ray 3D
+objects some cone-beam scanners can send) is rejected at presentation-context
+negotiation (PS3.8 9.3.3.2, result "abstract syntax not supported"), so it never reaches
+the spool and the scanner's log says at once what was refused. Accepting them would
+acknowledge studies that then fail at every attempt; configure the scanner to export
+classic single-frame CT until the reader handles multi-frame objects (issue 19). A compressed transfer syntax is offered only when pydicom has a
 working decoder for it, so the node never accepts what the pipeline cannot decode.
 """
 
@@ -24,9 +29,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
-#: Storage SOP classes of reconstructed (CB)CT volumes.
+#: Storage SOP classes of reconstructed (CB)CT volumes that the pipeline reads.
 ACCEPTED_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
+}
+#: Multi-frame (CB)CT classes refused at negotiation until the reader handles them.
+REFUSED_MULTIFRAME_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
     "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
     "1.2.840.10008.5.1.4.1.1.13.1.1": "X-Ray 3D Angiographic Image Storage",

@@ -3,7 +3,7 @@
 A series is complete as soon as every association that delivered it has been released
 (A-RELEASE, PS3.8 7.2) *and* it is consistent with what the data announce:
 ImagesInAcquisition when present, else one orientation, contiguous Instance Numbers and
-slice positions with uniform spacing, or a single multi-frame (enhanced) instance.
+slice positions with uniform spacing (multi-frame objects are refused at intake).
 Otherwise it completes after ``idle_timeout_s`` without new instances. An instance
 arriving later re-opens the series and a new job is queued when it completes again.
 """
@@ -28,13 +28,11 @@ SPACING_RTOL = 0.01
 def is_consistent(rows: Sequence[Any]) -> bool:
     """True when the stored instances of a series form the volume the data announce."""
     n = len(rows)
-    if n == 0:
+    if n < 2:  # one image is no volume (multi-frame objects are refused at intake)
         return False
     announced = {r["images_in_acquisition"] for r in rows if r["images_in_acquisition"]}
     if announced:
         return len(announced) == 1 and n == announced.pop()
-    if n == 1:
-        return (rows[0]["number_of_frames"] or 1) > 1
     numbers = [r["instance_number"] for r in rows]
     if all(v is not None for v in numbers):
         if len(set(numbers)) != n or max(numbers) - min(numbers) != n - 1:

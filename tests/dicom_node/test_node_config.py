@@ -9,7 +9,7 @@ import pytest
 from dicom_node.config import Destination, load_config
 from dicom_node.errors import ConfigError
 from dicom_node.logs import JsonFormatter
-from dicom_node.policy import StoragePolicy, is_valid_uid
+from dicom_node.policy import REFUSED_MULTIFRAME_CLASSES, StoragePolicy, is_valid_uid
 
 REPO = Path(__file__).parents[2]
 
@@ -80,6 +80,8 @@ def test_policy_and_uid_checks() -> None:
     policy = StoragePolicy.default()
     assert "1.2.840.10008.5.1.4.1.1.2" in policy.sop_classes
     assert "1.2.840.10008.5.1.4.1.1.7" not in policy.sop_classes  # secondary capture refused
+    # multi-frame CT would be acknowledged and then fail in the single-frame reader
+    assert not set(REFUSED_MULTIFRAME_CLASSES) & set(policy.sop_classes)
     assert "1.2.840.10008.1.2.5" in policy.transfer_syntaxes       # RLE: pydicom's own decoder
     assert is_valid_uid("1.2.840.10008.5.1.4.1.1.2")
     for bad in ("../../x", "/etc/x", "..", "1.02", "1." + "2" * 70, "", None):

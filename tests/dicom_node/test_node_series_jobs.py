@@ -28,7 +28,7 @@ def test_consistency_rules() -> None:
     assert not is_consistent(rows([0.0, 2.5, 5.0], images=4))            # announced 4
     assert is_consistent(rows([0.0, 2.5, 9.0], images=3))                # announcement wins
     assert not is_consistent(rows([0.0]))
-    assert is_consistent(rows([0.0], frames=300))                        # one enhanced instance
+    assert not is_consistent(rows([0.0], frames=300))                    # multi-frame: refused at intake
     assert not is_consistent(rows([0.0, 0.0], numbers=[1, 2]))
 
 

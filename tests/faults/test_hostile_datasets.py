@@ -72,11 +72,37 @@ def test_dataset_uids_differing_from_the_command_get_a900(start_node, one_ct: Da
         enhanced = deepcopy(one_ct)
         enhanced.SOPClassUID = ENHANCED_CT                                    # other SOP class
         assert send(assoc, encode_ds(enhanced), uid) == 0xA900
+        multiframe = deepcopy(one_ct)
+        multiframe.NumberOfFrames = 3                                       # frames the reader refuses
+        multiframe.PixelData = bytes(one_ct.PixelData) * 3
+        assert send(assoc, encode_ds(multiframe), uid) == 0xA900
         assert assoc.is_established
     finally:
         assoc.release()
     assert_nothing_stored(node)
-    assert node.metrics.get("wbspine_instances_rejected_total", status="0xA900") == 2
+    assert node.metrics.get("wbspine_instances_rejected_total", status="0xA900") == 3
+
+
+@pytest.mark.fault(2)
+def test_multiframe_ct_classes_are_refused_at_negotiation(start_node) -> None:
+    """The pipeline reads single-frame CT only: Enhanced / Legacy Converted Enhanced CT must
+    be refused when the association is set up, never acknowledged and then failed."""
+    from pynetdicom import AE
+
+    from dicom_node.policy import REFUSED_MULTIFRAME_CLASSES
+
+    node = start_node()
+    ae = AE(ae_title="SCANNER")
+    for cls in (CT, *REFUSED_MULTIFRAME_CLASSES):
+        ae.add_requested_context(cls, [ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="WBSPINE")
+    try:
+        assert assoc.is_established
+        assert {c.abstract_syntax for c in assoc.accepted_contexts} == {CT}
+        refused = {c.abstract_syntax for c in assoc.rejected_contexts}
+        assert refused == set(REFUSED_MULTIFRAME_CLASSES)
+    finally:
+        assoc.release()
 
 
 @pytest.mark.fault(3)
