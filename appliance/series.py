@@ -7,8 +7,9 @@ Steps (headers first, pixels only once everything is known to be sane):
 2. drop localizers/scouts (ImageType value 3 ``LOCALIZER``) and single-frame-less objects;
 3. require exactly one series (or the requested SeriesInstanceUID), modality ``CT``,
    one ImageOrientationPatient, one Rows×Columns, one PixelSpacing;
-4. sort by position along the slice normal; refuse duplicate positions, uneven spacing
-   and gaps (missing slices);
+4. sort by position along the slice normal; refuse duplicate positions, gaps (missing
+   slices) and any slice off the regular grid (:mod:`dicom_node.geometry`: the one rule
+   the node's series completion and the DICOM writers use too);
 5. check ``rows × columns × slices`` against the cap **before** allocating, then read the
    pixels slice by slice into one preallocated array (``int16`` when the rescaled values
    are integral and fit, else ``float32``); SimpleITK/GDCM decodes what pydicom cannot.
@@ -31,6 +32,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from appliance.errors import SeriesError
+from dicom_node.geometry import SLICE_POSITION_TOLERANCE_MM, slice_grid
 from appliance.volume import Volume
 
 HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ImageType",
@@ -57,7 +59,6 @@ class SeriesLimits:
     max_files: int = 4096
     max_voxels: int = 512 * 512 * 2048   # checked before any pixel buffer is allocated
     max_rows_cols: int = 2048
-    spacing_rel_tol: float = 0.05        # |step - median| / median
     orientation_tol: float = 1e-3
 
 
@@ -145,23 +146,20 @@ def _geometry(slices: list[_Slice], limits: SeriesLimits) -> tuple[np.ndarray, t
     if len(slices) < limits.min_slices:
         raise _fail(SeriesErrorCode.TOO_FEW_SLICES,
                     f"{len(slices)} slice(s); the model needs at least {limits.min_slices}")
-    steps = np.diff([s.position for s in slices])
-    if np.any(steps < 1e-3):
-        raise _fail(SeriesErrorCode.UNEVEN_SPACING, "two or more slices share the same position (duplicates)")
-    step = float(np.median(steps))
-    ratio = steps / step
-    if np.any(np.abs(ratio - np.round(ratio)) > limits.spacing_rel_tol) or np.any(ratio < 1 - limits.spacing_rel_tol):
-        raise _fail(SeriesErrorCode.UNEVEN_SPACING,
-                    f"slice spacing is uneven ({steps.min():.3f}–{steps.max():.3f} mm)")
-    if np.any(np.round(ratio) >= 2):
-        gaps = int(np.sum(np.round(ratio) - 1))
-        raise _fail(SeriesErrorCode.MISSING_SLICES, f"{gaps} slice(s) missing from the series (gaps in position)")
-    # first slice's in-plane offset must be consistent (no sheared stacks)
-    p0 = np.asarray([float(v) for v in slices[0].ds.ImagePositionPatient])
-    p1 = np.asarray([float(v) for v in slices[-1].ds.ImagePositionPatient])
-    along = p1 - p0
-    if np.linalg.norm(along - (along @ normal) * normal) > 0.05 * max(step, 1.0) * len(slices):
-        raise _fail(SeriesErrorCode.NOT_A_VOLUME, "slice positions do not line up along the slice normal (gantry tilt?)")
+    grid = slice_grid([s.position for s in slices])  # along the normal: spacing and gaps
+    if grid.duplicates:
+        raise _fail(SeriesErrorCode.UNEVEN_SPACING, grid.describe())
+    if grid.missing:
+        raise _fail(SeriesErrorCode.MISSING_SLICES, grid.describe())
+    if not grid.regular:
+        raise _fail(SeriesErrorCode.UNEVEN_SPACING, grid.describe())
+    step = grid.step_mm
+    # the whole position (in-plane too) must be the grid's, as the DICOM writers check it
+    full = slice_grid([[float(v) for v in s.ds.ImagePositionPatient] for s in slices], normal)
+    if not full.regular:
+        raise _fail(SeriesErrorCode.NOT_A_VOLUME,
+                    f"slice positions do not line up along the slice normal (gantry tilt?): slice {full.worst} "
+                    f"is {full.deviation_mm:.3f} mm off (tolerance {SLICE_POSITION_TOLERANCE_MM} mm)")
     direction = np.stack([row, col, normal], axis=1)
     rs, cs = (float(v) for v in slices[0].ds.PixelSpacing)  # row spacing (y), column spacing (x)
     return direction, (cs, rs, step)

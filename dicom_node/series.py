@@ -3,7 +3,8 @@
 A series is complete as soon as every association that delivered it has been released
 (A-RELEASE, PS3.8 7.2) *and* it is consistent with what the data announce:
 ImagesInAcquisition when present, else one orientation, contiguous Instance Numbers and
-slice positions with uniform spacing (multi-frame objects are refused at intake).
+slice positions on a regular grid (:mod:`dicom_node.geometry`, the reader's rule;
+multi-frame objects are refused at intake).
 Otherwise it completes after ``idle_timeout_s`` without new instances. An instance
 arriving later re-opens the series and a new job is queued when it completes again.
 """
@@ -11,18 +12,16 @@ arriving later re-opens the series and a new job is queued when it completes aga
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dicom_node.geometry import slice_grid
 from dicom_node.index import Index
 
 log = logging.getLogger(__name__)
 
-#: Relative tolerance on slice spacing (1 %), with an absolute floor of 0.01 mm.
-SPACING_RTOL = 0.01
 
 
 def is_consistent(rows: Sequence[Any]) -> bool:
@@ -39,13 +38,7 @@ def is_consistent(rows: Sequence[Any]) -> bool:
             return False
     if len({r["orientation"] for r in rows}) != 1 or any(r["position_mm"] is None for r in rows):
         return False
-    positions = sorted(r["position_mm"] for r in rows)
-    steps = [b - a for a, b in zip(positions, positions[1:], strict=False)]
-    step = statistics.median(steps)
-    if step <= 0:
-        return False
-    tol = max(SPACING_RTOL * step, 0.01)
-    return all(abs(s - step) <= tol for s in steps)
+    return slice_grid(sorted(r["position_mm"] for r in rows)).regular
 
 
 class SeriesTracker:

@@ -18,9 +18,11 @@ from pydicom.dataset import Dataset
 
 from appliance.errors import OutputError
 from appliance.volume import Volume
+from dicom_node.geometry import SLICE_POSITION_TOLERANCE_MM
 
-#: Largest position mismatch accepted between a slice and its label-map plane.
-POSITION_TOLERANCE_MM = 0.05
+#: Largest position mismatch accepted between a slice and its label-map plane: the rule
+#: the reader applied to the same slices (:mod:`dicom_node.geometry`).
+POSITION_TOLERANCE_MM = SLICE_POSITION_TOLERANCE_MM
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,40 @@ def test_dimension_cap_is_checked_before_allocating(subset, monkeypatch):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 140 * 140 * 30 * 2  # never allocated the volume
+
+
+def _set_positions(folder, z_of_k):
+    for k, f in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(f)
+        x, y, _ = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, round(float(z_of_k(k)), 4)]
+        ds.save_as(f)
+
+
+def test_drifting_spacing_is_refused_by_reader_and_node_alike(subset):
+    """Steps growing by up to 4 %: the old 5 % step tolerance let it through to a full
+    inference, after which the SEG writer (0.05 mm) refused it with a misleading message."""
+    from dicom_node.series import is_consistent
+
+    z0, step = (float(v) for v in (pydicom.dcmread(sorted(subset.iterdir())[0]).ImagePositionPatient[2], 2.5))
+    drift = [z0 + sum(step * (1 + 0.04 * j / 29) for j in range(k)) for k in range(30)]
+    _set_positions(subset, lambda k: drift[k])
+    message = expect("uneven_spacing", subset)
+    assert "off the regular" in message and "tolerance 0.05 mm" in message
+    rows = [{"images_in_acquisition": None, "instance_number": k + 1, "orientation": "1,0,0,0,1,0",
+             "position_mm": z} for k, z in enumerate(drift)]
+    assert not is_consistent(rows)  # the node waits, it does not complete at release
+
+
+def test_jitter_within_tolerance_is_read_and_accepted_by_the_writers(subset):
+    from appliance.outputs.source import load_source_series
+    from dicom_node.series import is_consistent
+
+    z0 = float(pydicom.dcmread(sorted(subset.iterdir())[0]).ImagePositionPatient[2])
+    jitter = [z0 + 2.5 * k + (0.03 if k % 3 == 1 else 0.0) for k in range(30)]  # DS rounding, 0.03 mm
+    _set_positions(subset, lambda k: jitter[k])
+    volume = read_series(subset)
+    load_source_series(subset, volume)  # the SEG/SR writers' check passes on the same slices
+    rows = [{"images_in_acquisition": None, "instance_number": k + 1, "orientation": "1,0,0,0,1,0",
+             "position_mm": z} for k, z in enumerate(jitter)]
+    assert is_consistent(rows)
