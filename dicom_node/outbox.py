@@ -216,12 +216,13 @@ class OutboxSender:
             return True
         delay = self.backoff_max_s if verdict.at_cap else \
             min(self.backoff_initial_s * 2 ** (attempts - 1), self.backoff_max_s)
-        next_at = min(time.time() + delay, deadline)
+        t = time.time()
+        next_at = min(t + delay, deadline)
         with self.index.tx() as db:
             db.execute("UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=? WHERE id=?"
                        " AND state='pending'", (attempts, next_at, verdict.reason, row["id"]))
         extra = {"destination": row["destination"], "job": row["job_id"], "sop_class": row["sop_class"],
-                 "error": verdict.reason, "attempt": attempts, "retry_in_s": round(next_at - time.time(), 1),
+                 "error": verdict.reason, "attempt": attempts, "retry_in_s": round(next_at - t, 1),
                  "give_up_in_s": round(deadline - now)}
         if isinstance(result, int):
             extra["status"] = f"0x{result:04X}"
