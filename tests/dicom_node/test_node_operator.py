@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from appliance.cli import main as wbspine
-from dicom_node.cli import outbox_lines
-from dicom_node.index import SCHEMA_VERSION, Index
+from dicom_node.index import Index
 from dicom_node.metrics import Metrics
 from dicom_node.outbox import OutboxSender
 from tests.dicom_node.conftest import REPO, free_port, wait_for
@@ -34,6 +33,8 @@ def test_status_shows_each_waiting_result_with_last_error_and_next_attempt(tmp_p
     assert "Segmentation Storage" in head and "attempts=1" in head and "next=in 10 min" in head
     assert "last error: connection failed" in head
     assert "Encapsulated STL Storage" in lines[2] and "next=now" in lines[2]
+    from dicom_node.cli import outbox_lines
+
     grouped = outbox_lines(index.list_outbox(), time.time(), detail_max=1)
     assert len(grouped) == 1 and "pending=3" in grouped[0] and "next=now" in grouped[0]
     assert "last error: connection failed" in grouped[0]
@@ -94,6 +95,8 @@ def test_an_old_spool_index_opens_and_its_outbox_can_be_skipped(tmp_path: Path) 
     db.close()
     before = time.time()
     index = Index(tmp_path / "index.sqlite")
+    from dicom_node.index import SCHEMA_VERSION
+
     assert index.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
     row = index.query("SELECT * FROM outbox")[0]
     assert row["enqueued_at"] >= before and row["attempts"] == 4 and row["state"] == "pending"
