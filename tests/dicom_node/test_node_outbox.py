@@ -78,3 +78,30 @@ def test_permanent_refusal_fails_that_object_at_once_and_the_next_goes(tmp_path:
     state, reason = index.query("SELECT state, reason FROM jobs WHERE id=?", (job,))[0]
     assert state == "failed" and "0xA900" in reason
     index.close()
+
+
+def test_association_rejected_for_our_called_ae_is_retried_at_the_cap_with_the_reason(tmp_path: Path) -> None:
+    from pynetdicom import AE, AllStoragePresentationContexts
+
+    from tests.dicom_node.conftest import free_port
+    from tests.dicom_node.peers import make_jobs
+
+    port = free_port()
+    scp = AE(ae_title="PACS")
+    scp.require_called_aet = True  # rejects "WRONG" permanently: called AE title not recognised
+    scp.supported_contexts = AllStoragePresentationContexts
+    server = scp.start_server(("127.0.0.1", port), block=False)
+    index = Index(tmp_path / "index.sqlite")
+    try:
+        (job,) = make_jobs(index, tmp_path / "results", 1, ("WRONG", "127.0.0.1", port))
+        sender = OutboxSender(index, Metrics(), "WBSPINE", backoff_initial_s=1, backoff_max_s=120, timeout_s=5)
+        before = time.time()
+        sender.deliver_due()
+    finally:
+        server.shutdown()
+    row = index.query("SELECT state, attempts, last_error, next_attempt_at FROM outbox WHERE job_id=? ORDER BY id",
+                      (job,))[0]
+    assert (row["state"], row["attempts"]) == ("pending", 1)  # not the object's fault: kept
+    assert row["last_error"] == "association rejected permanently: called AE title not recognised"
+    assert row["next_attempt_at"] >= before + 120  # straight to the cap, not 1 s
+    index.close()
