@@ -38,6 +38,8 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     functools.partial(node_cli.register_serve, processor=PIPELINE_PROCESSOR),
     node_cli.register_status,
     node_cli.register_retry,
+    node_cli.register_resend,
+    node_cli.register_skip,
     doctor.register,
 )
 
@@ -60,10 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if getattr(args, "structured_logs", False):  # serve: JSON lines with the extra={...} fields
+        from dicom_node.logs import setup_logging
+
+        setup_logging(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
     except WbspineError as exc:

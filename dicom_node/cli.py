@@ -1,4 +1,4 @@
-"""``wbspine serve | status | retry``: register functions for the appliance CLI.
+"""``wbspine serve | status | retry | resend | skip``: register functions for the appliance CLI.
 
 ``dicom_node`` never imports ``appliance``: the processor is named by import path
 (``processing.processor = "package.module:factory"`` in the config, or ``--processor``).
@@ -72,7 +72,8 @@ def register_serve(sub: argparse._SubParsersAction, processor: str | None = None
     p.add_argument("--idle-timeout", type=float, help="series idle timeout in seconds")
     p.add_argument("--metrics-port", type=int, help="HTTP port for /metrics and /healthz (0 = any)")
     p.add_argument("--stl-dir", type=Path, help="folder for STL files (3D printing)")
-    p.set_defaults(handler=_serve, default_processor=processor or DEFAULT_PROCESSOR)
+    # structured_logs: the CLI that runs this verb logs JSON lines (dicom_node.logs), extra fields kept.
+    p.set_defaults(handler=_serve, default_processor=processor or DEFAULT_PROCESSOR, structured_logs=True)
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,12 +108,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def register_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="list studies and jobs of the node's spool")
+    p = sub.add_parser("status", help="list studies, jobs and results waiting or failed in the outbox")
     p.add_argument("--spool", type=Path, required=True, help="spool folder")
     p.set_defaults(handler=_status)
 
 
+#: ``wbspine status`` lists each result not yet sent up to this many; beyond it, one line
+#: per (job, destination) with counts per state.
+OUTBOX_DETAIL_MAX = 30
+
+
 def _status(args: argparse.Namespace) -> int:
+    import time
     from datetime import datetime, timezone
 
     from dicom_node.service import spool_index
@@ -126,14 +133,54 @@ def _status(args: argparse.Namespace) -> int:
     print("JOBS")
     for r in index.list_jobs():
         reason = f"  reason: {r['reason']}" if r["reason"] else ""
+        extra = "".join(f" {k}={r[k]}" for k in ("failed", "skipped") if r[k])
         print(f"  #{r['id']:<5} {r['state']:<8} series={r['series_uid']} sent={r['sent']} "
-              f"pending={r['pending']} updated={fmt(r['updated_at'])}{reason}")
+              f"pending={r['pending']}{extra} updated={fmt(r['updated_at'])}{reason}")
+    print("OUTBOX")
+    for line in outbox_lines(index.list_outbox(), time.time()):
+        print(f"  {line}")
     index.close()
     return 0
 
 
+def outbox_lines(rows: list, now: float, detail_max: int = OUTBOX_DETAIL_MAX) -> list[str]:
+    """``wbspine status`` lines for outbox rows not sent: one per row, or grouped when many."""
+    from pydicom.uid import UID
+
+    from dicom_node.outbox import human_duration
+
+    def when(row) -> str:
+        if row["state"] != "pending":
+            return "-"
+        delta = row["next_attempt_at"] - now
+        return "now" if delta <= 0 else f"in {human_duration(delta)}"
+
+    if len(rows) <= detail_max:
+        out = []
+        for r in rows:
+            kind = UID(r["sop_class"]).name if r["sop_class"] else "?"
+            error = f"  last error: {r['last_error']}" if r["last_error"] else ""
+            out.append(f"#{r['job_id']:<5} {r['destination']}  {r['state']:<7} {kind}  attempts={r['attempts']}"
+                       f" next={when(r)}{error}")
+        return out
+    groups: dict[tuple[int, str], list] = {}
+    for r in rows:
+        groups.setdefault((r["job_id"], r["destination"]), []).append(r)
+    out = []
+    for (job, dest), rs in groups.items():
+        counts = " ".join(f"{s}={n}" for s in ("pending", "failed", "skipped")
+                          if (n := sum(r["state"] == s for r in rs)))
+        pending = [r for r in rs if r["state"] == "pending"]
+        nxt = when(min(pending, key=lambda r: r["next_attempt_at"])) if pending else "-"
+        last = next((r["last_error"] for r in reversed(rs) if r["last_error"]), None)
+        error = f"  last error: {last}" if last else ""
+        out.append(f"#{job:<5} {dest}  {counts} attempts={max(r['attempts'] for r in rs)} next={nxt}{error}")
+    return out
+
+
 def register_retry(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("retry", help="queue a job again (a running node picks it up)")
+    p = sub.add_parser("retry", help="process a job again from its input series (new results; "
+                                     "to send the same results again use resend)")
     p.add_argument("job", type=int, help="job number (see wbspine status)")
     p.add_argument("--spool", type=Path, required=True, help="spool folder")
     p.set_defaults(handler=_retry)
@@ -152,11 +199,58 @@ def _retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_resend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("resend", help="send a job's failed (or all) results again now, without "
+                                      "reprocessing (a running node picks them up)")
+    p.add_argument("job", type=int, help="job number (see wbspine status)")
+    p.add_argument("--spool", type=Path, required=True, help="spool folder")
+    p.add_argument("--destination", metavar="AE@HOST:PORT", help="only this destination (as in status)")
+    p.add_argument("--all", action="store_true", help="also results already sent or skipped")
+    p.set_defaults(handler=_resend)
+
+
+def _resend(args: argparse.Namespace) -> int:
+    from dicom_node.jobs import resend
+    from dicom_node.service import spool_index
+
+    index = spool_index(args.spool)
+    try:
+        n = resend(index, args.job, args.destination, everything=args.all)
+    finally:
+        index.close()
+    print(f"job {args.job}: {n} result(s) queued for sending")
+    return 0
+
+
+def register_skip(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("skip", help="never send a job's pending results (state skipped); the job settles")
+    p.add_argument("job", type=int, help="job number (see wbspine status)")
+    p.add_argument("--spool", type=Path, required=True, help="spool folder")
+    p.add_argument("--destination", metavar="AE@HOST:PORT", help="only this destination (as in status)")
+    p.add_argument("--failed", action="store_true", help="also failed results (the job then reads done)")
+    p.set_defaults(handler=_skip)
+
+
+def _skip(args: argparse.Namespace) -> int:
+    from dicom_node.jobs import skip
+    from dicom_node.service import spool_index
+
+    index = spool_index(args.spool)
+    try:
+        n = skip(index, args.job, args.destination, failed_too=args.failed)
+    finally:
+        index.close()
+    print(f"job {args.job}: {n} result(s) skipped")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """All three verbs with the default processor path."""
+    """All the node's verbs with the default processor path."""
     register_serve(sub)
     register_status(sub)
     register_retry(sub)
+    register_resend(sub)
+    register_skip(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,6 +130,9 @@ class SendConfig(_Model):
     stl_export_dir: Path | None = None
     backoff_initial_s: float = Field(default=2.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
+    #: A result still not stored this long after it was queued (or resent) is failed with the
+    #: last error: transient failures are retried until then (7 days: a PACS down for a week).
+    give_up_after_s: float = Field(default=7 * 86400.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("destinations", mode="before")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dicom_node.errors import WbspineError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
     study_uid TEXT PRIMARY KEY, first_received REAL NOT NULL, last_received REAL NOT NULL);
@@ -41,11 +43,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, destination TEXT NOT NULL,
     ae_title TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, path TEXT NOT NULL,
     sop_class TEXT, sop_uid TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL, last_error TEXT, sent_at REAL);
+    next_attempt_at REAL NOT NULL, last_error TEXT, sent_at REAL, enqueued_at REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, destination, id);
+CREATE INDEX IF NOT EXISTS outbox_job ON outbox(job_id, destination, id);
 """
 
+#: ``PRAGMA user_version`` of an index this code writes. 0: the first layout (no version);
+#: 1: ``outbox.enqueued_at`` (the start of the give-up deadline) and the ``skipped`` state.
+SCHEMA_VERSION = 1
+
 JOB_STATES = ("received", "queued", "running", "sending", "done", "failed")
+#: ``pending`` → ``sent`` | ``failed`` (reason in last_error, file kept) | ``skipped`` (by the operator).
+OUTBOX_STATES = ("pending", "sent", "failed", "skipped")
+
+
+class IndexVersionError(WbspineError):
+    """The index was written by a newer wbspine than this one."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +91,35 @@ class Index:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._migrate()
         # A second connection for the C-STORE path's lookups: a WAL reader never waits for
         # the journal applier's commit (its fsync) on the shared connection's lock.
         self._read_lock = threading.Lock()
         self._read = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                      timeout=30.0)
         self._read.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring an older spool's index to :data:`SCHEMA_VERSION`."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise IndexVersionError(f"{self.path} has schema version {version}; this wbspine knows "
+                                    f"up to {SCHEMA_VERSION}")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            old_outbox = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            if old_outbox and "enqueued_at" not in old_outbox:  # version 0 → 1
+                self._db.execute("ALTER TABLE outbox ADD COLUMN enqueued_at REAL")
+                # The enqueue time was not kept: the deadline starts at the upgrade (generous).
+                self._db.execute("UPDATE outbox SET enqueued_at=? WHERE enqueued_at IS NULL", (time.time(),))
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock, self._read_lock:
@@ -186,7 +221,14 @@ class Index:
         return self.query(
             "SELECT j.*, (SELECT COUNT(*) FROM outbox o WHERE o.job_id=j.id AND o.state='pending')"
             " AS pending, (SELECT COUNT(*) FROM outbox o WHERE o.job_id=j.id AND o.state='sent')"
-            " AS sent FROM jobs j ORDER BY j.id")
+            " AS sent, (SELECT COUNT(*) FROM outbox o WHERE o.job_id=j.id AND o.state='failed')"
+            " AS failed, (SELECT COUNT(*) FROM outbox o WHERE o.job_id=j.id AND o.state='skipped')"
+            " AS skipped FROM jobs j ORDER BY j.id")
+
+    def list_outbox(self, include_sent: bool = False) -> list[sqlite3.Row]:
+        """Outbox objects (not yet sent, unless ``include_sent``) in job, destination, id order."""
+        where = "" if include_sent else " WHERE state != 'sent'"
+        return self.query(f"SELECT * FROM outbox{where} ORDER BY job_id, destination, id")
 
 
 def _insert_instance(db: sqlite3.Connection, rec: InstanceRecord, directory: str, assoc_key: str,

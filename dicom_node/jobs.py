@@ -23,7 +23,7 @@ from dicom_node.config import Destination
 from dicom_node.errors import WbspineError
 from dicom_node.index import Index
 from dicom_node.metrics import Metrics
-from dicom_node.outbox import enqueue, resolve
+from dicom_node.outbox import enqueue, resolve, settle_jobs
 from dicom_node.scu import FileInfo, read_file_info
 from dicom_node.spool import Spool, fsync_dir, name_hash
 
@@ -46,16 +46,75 @@ def recover(index: Index) -> int:
 
 
 def retry(index: Index, job_id: int) -> None:
-    """Queue a job again (any state but running); pending results of it are dropped first."""
+    """Queue a job again to be *reprocessed* (any state but running): its results not yet
+    delivered (pending, failed, skipped) are dropped first — the rerun replaces their files."""
     with index.tx() as db:
         row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             raise JobError(f"no job {job_id}")
         if row["state"] == "running":
             raise JobError(f"job {job_id} is running")
-        db.execute("DELETE FROM outbox WHERE job_id=? AND state='pending'", (job_id,))
+        db.execute("DELETE FROM outbox WHERE job_id=? AND state != 'sent'", (job_id,))
         db.execute("UPDATE jobs SET state='queued', reason=NULL, updated_at=? WHERE id=?",
                    (time.time(), job_id))
+
+
+#: The outbox states ``resend`` puts back to pending, by default and with ``--all``.
+RESEND_DEFAULT = ("failed", "pending")
+RESEND_ALL = ("failed", "pending", "sent", "skipped")
+#: The reason a skipped row keeps (its last error, if any, follows in brackets).
+SKIPPED_REASON = "skipped by operator"
+
+
+def _outbox_rows_of(db, job_id: int, destination: str | None, states: Sequence[str]) -> tuple[str, tuple]:
+    row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+    if row is None:
+        raise JobError(f"no job {job_id}")
+    if row["state"] in ("queued", "running"):
+        raise JobError(f"job {job_id} is {row['state']}: its results are not made yet")
+    if not db.execute("SELECT 1 FROM outbox WHERE job_id=?", (job_id,)).fetchone():
+        raise JobError(f"job {job_id} has no results in the outbox (use retry to process it again)")
+    where = f"job_id=? AND state IN ({','.join('?' * len(states))})"
+    params: tuple = (job_id, *states)
+    if destination is not None:
+        if not db.execute("SELECT 1 FROM outbox WHERE job_id=? AND destination=?",
+                          (job_id, destination)).fetchone():
+            raise JobError(f"job {job_id} has no results for destination {destination!r}")
+        where += " AND destination=?"
+        params += (destination,)
+    return where, params
+
+
+def resend(index: Index, job_id: int, destination: str | None = None, everything: bool = False) -> int:
+    """Put a job's failed and pending results (``everything``: all of them) back to pending
+    for immediate delivery — the same files, no reprocessing; the give-up deadline restarts.
+    The job reads ``sending`` until the outbox settles it. Returns the rows queued."""
+    with index.tx() as db:
+        where, params = _outbox_rows_of(db, job_id, destination, RESEND_ALL if everything else RESEND_DEFAULT)
+        now = time.time()
+        n = db.execute(f"UPDATE outbox SET state='pending', attempts=0, next_attempt_at=?, enqueued_at=?,"
+                       f" sent_at=NULL WHERE {where}", (now, now, *params)).rowcount
+        if n:
+            db.execute("UPDATE jobs SET state='sending', reason=NULL, finished_at=NULL, updated_at=? WHERE id=?",
+                       (now, job_id))
+    log.info("results resent by operator", extra={"job": job_id, "destination": destination, "rows": n})
+    return n
+
+
+def skip(index: Index, job_id: int, destination: str | None = None, failed_too: bool = False) -> int:
+    """Mark a job's pending results (``failed_too``: and failed ones) ``skipped`` so they never
+    go; the job settles (``done`` with the skipped count as reason). Returns the rows skipped."""
+    with index.tx() as db:
+        where, params = _outbox_rows_of(db, job_id, destination,
+                                        ("pending", "failed") if failed_too else ("pending",))
+        n = db.execute(f"UPDATE outbox SET state='skipped', last_error=? || COALESCE(' (' || last_error || ')',"
+                       f" '') WHERE {where}", (SKIPPED_REASON, *params)).rowcount
+        if n:
+            db.execute("UPDATE jobs SET state='sending', updated_at=? WHERE id=? AND state IN ('failed','done')",
+                       (time.time(), job_id))
+            settle_jobs(db, job_id)
+    log.info("results skipped by operator", extra={"job": job_id, "destination": destination, "rows": n})
+    return n
 
 
 class Worker:

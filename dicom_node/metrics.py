@@ -20,6 +20,8 @@ _HELP = {
     "wbspine_job_duration_seconds": ("summary", "Processor run time per job"),
     "wbspine_send_failures_total": ("counter", "Failed C-STORE attempts to destinations"),
     "wbspine_results_sent_total": ("counter", "Result instances acknowledged by a destination"),
+    "wbspine_results_failed_total": ("counter", "Result instances given up (refused for good or past "
+                                                "send.give_up_after_s), by destination"),
     "wbspine_queue_depth": ("gauge", "Jobs queued or running"),
     "wbspine_outbox_pending": ("gauge", "Result instances waiting to be sent"),
 }

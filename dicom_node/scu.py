@@ -15,6 +15,8 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
 from pynetdicom import AE, build_context
 
+from dicom_node.failures import NO_CONTEXT, AssociationRejected
+
 log = logging.getLogger(__name__)
 
 #: Status values of C-STORE that mean "stored" (PS3.4 B.2.3: success and warnings).
@@ -52,8 +54,10 @@ def send_files(ae_title: str, host: str, port: int, files: list[FileInfo], calli
                timeout_s: float = 10.0, max_pdu: int = 262_144) -> list[int | str]:
     """Send ``files`` in order on one association; one result per file sent.
 
-    A result is the DIMSE status (int), or a string when no status came back. Sending stops
-    at the first file not stored, so later files never overtake it.
+    A result is the DIMSE status (int), an :class:`AssociationRejected` (PS3.8 §9.3.4), or
+    a string when no status came back (:data:`NO_CONTEXT` when the PACS accepted no
+    presentation context for the file's SOP class). Sending stops at the first file not
+    stored, so later files never overtake it; :mod:`dicom_node.failures` says what it means.
     """
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout_s
@@ -63,7 +67,14 @@ def send_files(ae_title: str, host: str, port: int, files: list[FileInfo], calli
         raise ValueError("too many presentation contexts for one association")
     assoc = ae.associate(host, port, contexts=contexts, ae_title=ae_title)
     if not assoc.is_established:
-        return ["association rejected" if assoc.is_rejected else "connection failed"]
+        rsp = getattr(assoc.acceptor, "primitive", None)
+        if assoc.is_rejected and rsp is not None and rsp.result in (1, 2):
+            return [AssociationRejected(int(rsp.result), int(rsp.result_source or 0), int(rsp.diagnostic or 0))]
+        if assoc.is_rejected:
+            return ["association rejected"]
+        if assoc.rejected_contexts and not assoc.accepted_contexts:  # pynetdicom aborts then
+            return [NO_CONTEXT]
+        return ["connection failed" if rsp is None else "association aborted"]
     results: list[int | str] = []
     try:
         for f in files:
@@ -73,7 +84,7 @@ def send_files(ae_title: str, host: str, port: int, files: list[FileInfo], calli
             elif any(cls == f.sop_class for cls, _ in accepted) and not UID(f.transfer_syntax).is_compressed:
                 status = assoc.send_c_store(dcmread(f.path))  # pynetdicom re-encodes uncompressed data
             else:
-                results.append("no presentation context accepted")
+                results.append(NO_CONTEXT)
                 break
             code = int(status.Status) if status and "Status" in status else None
             results.append(code if code is not None else "no response")

@@ -39,7 +39,7 @@ class NodeService:
         self.sender = OutboxSender(
             self.index, self.metrics, config.send.calling_ae_title,
             backoff_initial_s=config.send.backoff_initial_s, backoff_max_s=config.send.backoff_max_s,
-            timeout_s=config.send.connect_timeout_s)
+            timeout_s=config.send.connect_timeout_s, give_up_after_s=config.send.give_up_after_s)
         self.worker = Worker(self.index, self.spool, process, self.metrics, config.send.destinations,
                              config.send.stl_export_dir, on_results=self.sender.wake)
         self.journal: Journal | None = None

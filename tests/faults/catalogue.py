@@ -43,6 +43,12 @@ CASES: dict[int, tuple[str, str]] = {
     22: ("PACS down, refusing, or flapping", "results kept in the outbox, delivered in order, once"),
     23: ("fuzzed C-STORE data sets and bundle manifests (hypothesis)",
          "only typed errors (DicomStatusError / BundleError), nothing written on refusal"),
+    24: ("PACS refuses one kind of result for good (no presentation context for STL, C000, A900, 0122)",
+         "that object failed at once, reason and file kept; every SEG and SR of later studies delivered"),
+    25: ("one object keeps failing transiently (A700, PACS down) at a destination",
+         "it backs off alone until send.give_up_after_s, then fails; other jobs' results keep flowing"),
+    26: ("operator resends or skips a job's results",
+         "resend sends the same files (no reprocessing) and the job reads done; skip settles the job"),
 }
 
 #: Tests outside tests/faults that prove a case (kept where they are, not duplicated).
