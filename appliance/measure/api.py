@@ -3,7 +3,7 @@
 Pipeline: anatomical plausibility (:mod:`appliance.measure.plausibility`: organ-like
 components labelled as bone are left out and listed under ``rejected``) → crop to each
 label's bounding box → individual vertebral bodies → endplate
-plane fits → S1 plate under the lowest body → level names → femoral heads and hip axis
+plane fits → S1 plate under the lowest body (behind its front, else none) → level names → femoral heads and hip axis
 → the clinical definitions of :mod:`appliance.measure.definitions`. Anything that
 cannot be measured is ``None`` with a warning saying why.
 """
