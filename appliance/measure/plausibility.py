@@ -103,8 +103,8 @@ MAX_EXTRAPOLATION = 1.0
 MIN_STACKED_CORES = 3
 #: A second pelvis component farther than this from the main one is detached (mm).
 DETACHED_MM = 30.0
-#: Each ilium reaches at least this far (mm, LPS x) to either side of the lowest body's
-#: centroid: half of MIN_PELVIS_WIDTH_MM (a sacrum alone reaches ~50–60 mm).
+#: Each ilium reaches at least this far (mm, LPS x) to either side of the column's
+#: midline: half of MIN_PELVIS_WIDTH_MM (a sacrum alone reaches ~50–60 mm).
 MIN_ILIAC_REACH_MM = 75.0
 #: The column's midline above the pelvis: the median x of this many lowest body-sized
 #: components (one of them may be a blob the column rule could not judge).
@@ -258,27 +258,29 @@ def _box_gap_mm(a: _Component, b: _Component, affine: np.ndarray) -> float:
     return float(np.linalg.norm(gap_vox * np.linalg.norm(affine[:3, :3], axis=0)[::-1]))
 
 
-def _x_range_mm(group: list[_Component], affine: np.ndarray, nx: int) -> tuple[float, float, bool, bool]:
+def _x_range_mm(group: list[_Component], affine: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float, bool, bool]:
     """(min, max) LPS x of the group's crop-box corners (exact on axis-aligned grids, a
-    superset otherwise), and whether its low / high x end reaches the map's x edge."""
+    superset otherwise), and whether its low / high x end reaches the map's edge along
+    the array axis that runs most nearly along x."""
+    col = int(np.argmax(np.abs(affine[0, :3])))  # index column (i, j, k) closest to LPS x
+    axis, grows = 2 - col, affine[0, col] > 0  # its array axis (z, y, x order); +x with the index?
     xs, lo_edge, hi_edge = [], False, False
     for c in group:
-        shape = c.mask.shape
-        corners = zyx_to_lps(np.array([[a, b, d] for a in (0, shape[0] - 1) for b in (0, shape[1] - 1)
-                                       for d in (0, shape[2] - 1)]), affine, c.offset)
+        size = c.mask.shape
+        corners = zyx_to_lps(np.array([[a, b, d] for a in (0, size[0] - 1) for b in (0, size[1] - 1)
+                                       for d in (0, size[2] - 1)]), affine, c.offset)
         xs.append(corners[:, 0])
-        x0, x1 = c.offset[2], c.offset[2] + shape[2] - 1
-        sign = np.sign(affine[0, 0]) or 1.0  # which index end is low x
-        lo_edge |= (x0 == 0) if sign > 0 else (x1 == nx - 1)
-        hi_edge |= (x1 == nx - 1) if sign > 0 else (x0 == 0)
+        first, last = c.offset[axis] == 0, c.offset[axis] + size[axis] == shape[axis]
+        lo_edge |= first if grows else last
+        hi_edge |= last if grows else first
     xs = np.concatenate(xs)
     return float(xs.min()), float(xs.max()), bool(lo_edge), bool(hi_edge)
 
 
 def pelvis_shape_problem(group: list[_Component], midline_x_mm: float | None, affine: np.ndarray,
-                         nx: int) -> tuple[str, str] | None:
+                         shape: tuple[int, ...]) -> tuple[str, str] | None:
     """Rule 2b: None when ``group`` has a pelvis's shape, else (rule, reason)."""
-    lo, hi, lo_edge, hi_edge = _x_range_mm(group, affine, nx)
+    lo, hi, lo_edge, hi_edge = _x_range_mm(group, affine, shape)
     pad = 0.5 * float(np.abs(affine[0, :3]).sum())  # half a voxel's x extent at both ends
     lo, hi = lo - pad, hi + pad
     if midline_x_mm is None:
@@ -295,7 +297,7 @@ def pelvis_shape_problem(group: list[_Component], midline_x_mm: float | None, af
 
 
 def _pelvis(comps: list[_Component], lowest_z: float | None, affine, rejections,
-            midline_x_mm: float | None = None, nx: int = 0) -> list[_Component]:
+            midline_x_mm: float | None = None, shape: tuple[int, ...] = ()) -> list[_Component]:
     """Rules 2 and 2b: pelvis components above the column, not pelvis-shaped, or
     detached from the main pelvis."""
     kept = []
@@ -311,7 +313,7 @@ def _pelvis(comps: list[_Component], lowest_z: float | None, affine, rejections,
     main, problems = None, {}
     for cand in sorted(kept, key=lambda c: -c.volume_mm3):
         group = [cand] + [c for c in kept if c is not cand and _box_gap_mm(c, cand, affine) <= DETACHED_MM]
-        problem = pelvis_shape_problem(group, midline_x_mm, affine, nx)
+        problem = pelvis_shape_problem(group, midline_x_mm, affine, shape)
         if problem is None:
             main = cand
             break
@@ -431,7 +433,7 @@ def plausible_labels(labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
     box = boxes[Label.PELVIS - 1]
     if box is not None:
         comps, lab = _components(labels, Label.PELVIS, box, affine, full=True)
-        kept = _pelvis(comps, lowest_z, affine, rejections, midline_x, labels.shape[2])
+        kept = _pelvis(comps, lowest_z, affine, rejections, midline_x, labels.shape)
         drop(Label.PELVIS, box, lab, comps, kept)
         if kept:
             pelvis = out == Label.PELVIS
