@@ -3,7 +3,7 @@
 Pipeline: anatomical plausibility (:mod:`appliance.measure.plausibility`: organ-like
 components labelled as bone are left out and listed under ``rejected``) → crop to each
 label's bounding box → individual vertebral bodies → endplate
-plane fits → S1 plate under the lowest body → level names → femoral heads and hip axis
+plane fits → S1 plate under the lowest body (behind its front, else none) → level names → femoral heads and hip axis
 → the clinical definitions of :mod:`appliance.measure.definitions`. Anything that
 cannot be measured is ``None`` with a warning saying why.
 """
@@ -19,7 +19,7 @@ from appliance.measure.bodies import Body, find_bodies, fused_indices
 from appliance.measure.endplates import disc_directions, fit_endplates, spine_directions
 from appliance.measure.geometry import spacing_mm, voxel_points_mm
 from appliance.measure.levels import Naming, c2_cues, name_bodies
-from appliance.measure.pelvis import FemoralHead, assign_sides, femoral_heads, s1_plate
+from appliance.measure.pelvis import S1_MIN_BEHIND_FRONT, FemoralHead, assign_sides, femoral_heads, s1_behind_front, s1_plate
 from appliance.measure.plausibility import plausible_labels
 from appliance.measure.rotation import (
     MAX_SECTION_SPREAD_DEG,
@@ -103,11 +103,17 @@ def _spine(labels: np.ndarray, affine: np.ndarray, warnings: list[str]):
     return bodies, plates, truncated
 
 
-def _sacrum(labels: np.ndarray, affine: np.ndarray, bodies: list[Body], plates: list, warnings: list[str]):
+def _sacrum(labels: np.ndarray, affine: np.ndarray, bodies: list[Body], plates: list, warnings: list[str],
+            rejected: tuple = ()):
     """The S1 plate under the lowest body, or None with a warning."""
     pelvis = label_crop(labels, Label.PELVIS)
     if pelvis is None:
-        warnings.append("no pelvis label: S1 plate, sacral slope, pelvic tilt and incidence cannot be measured")
+        if any(r.rule == "not_pelvis" for r in rejected):
+            warnings.append("the pelvis label does not have a pelvis's shape (left out, see rejected): S1 plate, "
+                            "sacral slope, pelvic tilt and incidence are not measured, and levels are not counted "
+                            "from a sacrum")
+        else:
+            warnings.append("no pelvis label: S1 plate, sacral slope, pelvic tilt and incidence cannot be measured")
         return None
     if not bodies or plates[-1] is None:
         return None
@@ -115,6 +121,14 @@ def _sacrum(labels: np.ndarray, affine: np.ndarray, bodies: list[Body], plates: 
     if s1 is None:
         warnings.append("no S1 plate found: the pelvis label does not lie directly below the lowest "
                         "vertebral body (within 45 mm)")
+        return None
+    behind, share = s1_behind_front(s1, bodies[-1], plates[-1], affine)
+    if not behind:
+        warnings.append(f"the plate found under the lowest vertebral body lies in front of it ({share:.2f} of its "
+                        f"depth behind its anterior edge, at least {S1_MIN_BEHIND_FRONT:.2f} for a sacrum): not an "
+                        f"S1 plate; sacral slope, pelvic tilt and incidence are not measured, and levels are not "
+                        f"counted from a sacrum")
+        return None
     return s1
 
 
@@ -269,7 +283,7 @@ def measure(labels: np.ndarray, affine: np.ndarray, lowest_level: str | None = N
                         f"({c}) mm LPS ({r.rule}): {r.reason}")
 
     bodies, plates, truncated = _spine(labels, affine, warnings)
-    s1 = _sacrum(labels, affine, bodies, plates, warnings)
+    s1 = _sacrum(labels, affine, bodies, plates, warnings, rejected)
     naming = _naming(labels, affine, bodies, truncated, s1 is not None, lowest_level, highest_level)
     names = naming.names
     warnings += naming.warnings

@@ -9,7 +9,11 @@ Rules, in order (the first that applies names the levels; ``rule`` says which):
 2. **Sacrum and C2** both in view: the count must be 23 (C2–L5; C1 has no body). Then
    both ends agree (``consistent`` True). Otherwise nothing is guessed: names come from
    the sacrum, the more reliable end, with a warning (``consistent`` False).
-3. **Sacrum** (an S1 plate directly under the lowest body): the lowest body is L5.
+3. **Sacrum** (an S1 plate directly under the lowest body): the lowest body is L5. The
+   plate counts only on a pelvis label that has a pelvis's shape (both ilia:
+   :mod:`appliance.measure.plausibility` rule 2b) and only behind the lowest body's
+   front (:func:`appliance.measure.pelvis.s1_behind_front`): an organ labelled pelvis
+   under the column (the real chest CT's heart) would name every level ~5 off.
 4. **C2** recognised as the top body (:func:`c2_cues`): counted down from it.
 5. Neither: the bodies are called V1…Vn, cranial first, and level-specific values are null.
 

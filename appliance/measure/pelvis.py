@@ -15,6 +15,13 @@ Definitions used:
   L5–S1 wedge varies too much; columns the search cylinder cut give lower bounds only,
   and when the columns contradict each other only the inner 80 % bound it from above).
   Centre = that plane's point at the patch centroid.
+- The S1 plate lies behind the front of the lowest body (:func:`s1_behind_front`): S1's
+  endplate sits under L5's, at most shifted backwards by a retrolisthesis of L5
+  (grade 1: up to a quarter of the body's depth; anterolisthesis moves S1 further
+  back), so its centre lies at least ``S1_MIN_BEHIND_FRONT`` × the body's depth behind
+  the body's anterior edge, along the body's anteroposterior axis (LPS +y made
+  perpendicular to the inferior-endplate normal). A plate in front of that is an organ
+  below the column (the real chest CT's heart: 0.08 of the depth), not a sacrum.
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ S1_CYLINDER_FACTOR = 1.15
 #: as steep as the plate, so rim columns can end at the wall), only columns within this
 #: share of the plate's radius bound it from both sides.
 S1_CORE_FRACTION = 0.8
+#: The S1 plate's centre lies at least this share of the lowest body's depth behind its
+#: anterior edge (retrolisthesis grade 1 at most: half the depth less a quarter).
+S1_MIN_BEHIND_FRONT = 0.25
 
 
 @dataclass(frozen=True)
@@ -155,3 +165,18 @@ def s1_plate(
     # the search region cuts the sacrum: columns it cut bound the plate from below only
     return refine(Plane(c, superior(n), int(keep.sum())), region, affine, off, up, ambiguous_deg=np.inf,
                   solid=crop, core_fallback=S1_CORE_FRACTION)
+
+
+def s1_behind_front(s1: Plane, lowest: Body, lowest_plates: Endplates, affine: np.ndarray) -> tuple[bool, float]:
+    """Whether the S1 plate's centre lies far enough behind the lowest body's anterior
+    edge (module docstring), and where it lies as a share of that body's depth (0 at
+    the anterior edge, 1 at the posterior edge)."""
+    n = lowest_plates.inferior.normal / np.linalg.norm(lowest_plates.inferior.normal)
+    ap = np.array([0.0, 1.0, 0.0]) - n[1] * n  # LPS +y is posterior
+    if np.linalg.norm(ap) < 1e-6:
+        return True, float("nan")
+    ap /= np.linalg.norm(ap)
+    depth = voxel_points_mm(lowest.mask, affine, lowest.offset_zyx) @ ap
+    front, back = float(depth.min()), float(depth.max())
+    share = (float(s1.center_mm @ ap) - front) / max(back - front, 1e-6)
+    return share >= S1_MIN_BEHIND_FRONT, share

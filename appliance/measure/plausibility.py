@@ -37,7 +37,22 @@ them; 26-connected for pelvis and femoral heads):
    component is rejected (``above_column``; kidneys beside L1, the heart). The main
    pelvis is the largest remaining component; any other more than ``DETACHED_MM``
    away from it (bounding-box gap, a lower bound of the true gap) is rejected
-   (``detached``).
+   (``detached``). The main pelvis must have a pelvis's shape (rule 2b); it is the
+   largest component whose group (it and the components within ``DETACHED_MM``) passes.
+2b. A pelvis has two ilia flanking the sacrum: whenever the S1 plate is in view, so are
+   the iliac wings (the sacroiliac joints span S1–S3, the iliac crests reach L4–L5).
+   The group must extend at least ``MIN_ILIAC_REACH_MM`` to either side of the column's
+   midline (LPS x: the median centroid x of the ``MIDLINE_BODIES`` lowest body-sized
+   components, robust to one blob among them; ``one_sided``), or, with no column to
+   give the midline, span at least ``MIN_PELVIS_WIDTH_MM`` (``narrow``). Adult pelvises
+   are 250–300 mm wide across the iliac crests (the real abdomen CT: 279 mm, ±140 mm
+   about L5), adolescents' ~200 mm, the phantoms 178–252 mm (±88 mm or more); a sacrum
+   alone is ~100–120 mm wide (±50–60 mm) and a heart or kidney labelled pelvis lies to
+   one side (the real chest CT's "pelvis" under its lowest body: 101 mm wide, 7 mm to
+   the right of it). A side whose extent reaches the map's edge counts as met (cut by
+   the field of view: cannot tell). When it fails, every pelvis component is rejected
+   (``not_pelvis``): no S1 plate, no sacrum-based naming, no pelvic parameters. Volume
+   is no rule: organ blobs are as large as a pelvis cut by the field of view.
 3. Femoral heads are near-spherical and sit in the acetabula. Each component of at
    least ``MIN_HEAD_MM3`` gets a robust sphere fit to its sub-voxel surface: rejected
    when its radius is outside ``HEAD_RADIUS_MM`` (``radius``), when the median
@@ -88,6 +103,16 @@ MAX_EXTRAPOLATION = 1.0
 MIN_STACKED_CORES = 3
 #: A second pelvis component farther than this from the main one is detached (mm).
 DETACHED_MM = 30.0
+#: Each ilium reaches at least this far (mm, LPS x) to either side of the column's
+#: midline: half of MIN_PELVIS_WIDTH_MM (a sacrum alone reaches ~50–60 mm).
+MIN_ILIAC_REACH_MM = 75.0
+#: The column's midline above the pelvis: the median x of this many lowest body-sized
+#: components (one of them may be a blob the column rule could not judge).
+MIDLINE_BODIES = 3
+#: Without a column: the pelvis spans at least this (mm, LPS x). Above a sacrum alone
+#: (~100–120 mm) and a heart (~120–140 mm), below the smallest pelvis the appliance
+#: measures (adolescents ~200 mm, phantoms from 178 mm).
+MIN_PELVIS_WIDTH_MM = 150.0
 #: Plausible femoral-head radii (mm): children's heads from ~12 mm, adults' up to ~30 mm.
 HEAD_RADIUS_MM = (12.0, 35.0)
 #: A femoral head's median radial residual of its sphere fit, as a share of its radius.
@@ -233,8 +258,48 @@ def _box_gap_mm(a: _Component, b: _Component, affine: np.ndarray) -> float:
     return float(np.linalg.norm(gap_vox * np.linalg.norm(affine[:3, :3], axis=0)[::-1]))
 
 
-def _pelvis(comps: list[_Component], lowest_z: float | None, affine, rejections) -> list[_Component]:
-    """Rule 2: pelvis components above the column or detached from the main pelvis."""
+def _x_range_mm(group: list[_Component], affine: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float, bool, bool]:
+    """(min, max) LPS x of the group's crop-box corners (exact on axis-aligned grids, a
+    superset otherwise), and whether its low / high x end reaches the map's edge along
+    the array axis that runs most nearly along x."""
+    col = int(np.argmax(np.abs(affine[0, :3])))  # index column (i, j, k) closest to LPS x
+    axis, grows = 2 - col, affine[0, col] > 0  # its array axis (z, y, x order); +x with the index?
+    xs, lo_edge, hi_edge = [], False, False
+    for c in group:
+        size = c.mask.shape
+        corners = zyx_to_lps(np.array([[a, b, d] for a in (0, size[0] - 1) for b in (0, size[1] - 1)
+                                       for d in (0, size[2] - 1)]), affine, c.offset)
+        xs.append(corners[:, 0])
+        first, last = c.offset[axis] == 0, c.offset[axis] + size[axis] == shape[axis]
+        lo_edge |= first if grows else last
+        hi_edge |= last if grows else first
+    xs = np.concatenate(xs)
+    return float(xs.min()), float(xs.max()), bool(lo_edge), bool(hi_edge)
+
+
+def pelvis_shape_problem(group: list[_Component], midline_x_mm: float | None, affine: np.ndarray,
+                         shape: tuple[int, ...]) -> tuple[str, str] | None:
+    """Rule 2b: None when ``group`` has a pelvis's shape, else (rule, reason)."""
+    lo, hi, lo_edge, hi_edge = _x_range_mm(group, affine, shape)
+    pad = 0.5 * float(np.abs(affine[0, :3]).sum())  # half a voxel's x extent at both ends
+    lo, hi = lo - pad, hi + pad
+    if midline_x_mm is None:
+        if hi - lo >= MIN_PELVIS_WIDTH_MM or lo_edge or hi_edge:
+            return None
+        return "narrow", (f"{hi - lo:.0f} mm wide (a pelvis with both ilia spans at least "
+                          f"{MIN_PELVIS_WIDTH_MM:.0f} mm): not a pelvis")
+    right, left = midline_x_mm - lo, hi - midline_x_mm  # LPS: +x is the patient's left
+    if (right >= MIN_ILIAC_REACH_MM or lo_edge) and (left >= MIN_ILIAC_REACH_MM or hi_edge):
+        return None
+    return "one_sided", (f"reaches {right:.0f} mm to the right and {left:.0f} mm to the left of the column's "
+                         f"midline (a pelvis's ilia reach at least {MIN_ILIAC_REACH_MM:.0f} mm to both "
+                         f"sides): an organ, not a pelvis; levels are not counted from it")
+
+
+def _pelvis(comps: list[_Component], lowest_z: float | None, affine, rejections,
+            midline_x_mm: float | None = None, shape: tuple[int, ...] = ()) -> list[_Component]:
+    """Rules 2 and 2b: pelvis components above the column, not pelvis-shaped, or
+    detached from the main pelvis."""
     kept = []
     for c in comps:
         if lowest_z is not None and c.z_range_mm[0] > lowest_z:
@@ -243,9 +308,21 @@ def _pelvis(comps: list[_Component], lowest_z: float | None, affine, rejections)
                     f"above that body's centre): the pelvis lies below the column")
         else:
             kept.append(c)
-    if len(kept) < 2:
+    if not kept:
         return kept
-    main = max(kept, key=lambda c: c.volume_mm3)
+    main, problems = None, {}
+    for cand in sorted(kept, key=lambda c: -c.volume_mm3):
+        group = [cand] + [c for c in kept if c is not cand and _box_gap_mm(c, cand, affine) <= DETACHED_MM]
+        problem = pelvis_shape_problem(group, midline_x_mm, affine, shape)
+        if problem is None:
+            main = cand
+            break
+        problems[id(cand)] = problem
+    if main is None:
+        for c in kept:
+            rule, reason = problems[id(c)]
+            _reject(rejections, Label.PELVIS, "not_pelvis", c, f"{rule}: {reason}")
+        return []
     out = [main]
     for c in kept:
         if c is main:
@@ -339,7 +416,7 @@ def plausible_labels(labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
                 sub = region[c.slices]
                 sub[lab[c.slices] == c.index] = 0
 
-    lowest_z = None
+    lowest_z = midline_x = None
     box = boxes[Label.VERTEBRAL_BODIES - 1]
     if box is not None:
         comps, lab = _components(labels, Label.VERTEBRAL_BODIES, box, affine, full=False)
@@ -348,12 +425,15 @@ def plausible_labels(labels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
         sized = [c for c in kept if c.volume_mm3 >= MIN_BODY_MM3]
         if sized:
             median = float(np.median([c.volume_mm3 for c in sized]))
-            lowest_z = min(c.centroid_mm[2] for c in sized if c.volume_mm3 >= REFERENCE_VOLUME_FRACTION * median)
+            ref = sorted((c for c in sized if c.volume_mm3 >= REFERENCE_VOLUME_FRACTION * median),
+                         key=lambda c: c.centroid_mm[2])
+            lowest_z = float(ref[0].centroid_mm[2])
+            midline_x = float(np.median([c.centroid_mm[0] for c in ref[:MIDLINE_BODIES]]))
     pelvis = None
     box = boxes[Label.PELVIS - 1]
     if box is not None:
         comps, lab = _components(labels, Label.PELVIS, box, affine, full=True)
-        kept = _pelvis(comps, lowest_z, affine, rejections)
+        kept = _pelvis(comps, lowest_z, affine, rejections, midline_x, labels.shape)
         drop(Label.PELVIS, box, lab, comps, kept)
         if kept:
             pelvis = out == Label.PELVIS

@@ -107,3 +107,23 @@ def add_issue_blobs(labels: np.ndarray, affine: np.ndarray, truth: dict, touchin
     out = add_kidneys(labels, affine, truth)
     out = add_sphere(out, affine, truth)
     return add_tube(out, affine, truth, gap_mm=None if touching else AORTA_GAP_MM)
+
+
+def add_ellipsoid(labels: np.ndarray, affine: np.ndarray, centre_mm, semi_axes_mm, value: int) -> np.ndarray:
+    """An axis-aligned ellipsoid (LPS centre and semi-axes, mm) labelled ``value``, on
+    background voxels only: for maps without a phantom truth (the real masks)."""
+    centre, semi = np.asarray(centre_mm, float), np.asarray(semi_axes_mm, float)
+    sl, pts = _box_points(labels.shape, affine, centre - semi, centre + semi)
+    return _paint(labels, sl, (((pts - centre) / semi) ** 2).sum(axis=1) <= 1.0, value)
+
+
+def add_bridge(labels: np.ndarray, affine: np.ndarray, a_mm, b_mm, radius_mm: float,
+               value: int = Label.VERTEBRAL_BODIES) -> np.ndarray:
+    """A cylinder of ``radius_mm`` from ``a_mm`` to ``b_mm`` (LPS), labelled ``value`` on
+    background voxels: fills the disc between two bodies so that they merge."""
+    a, b = np.asarray(a_mm, float), np.asarray(b_mm, float)
+    sl, pts = _box_points(labels.shape, affine, np.minimum(a, b) - radius_mm, np.maximum(a, b) + radius_mm)
+    ab = b - a
+    t = np.clip((pts - a) @ ab / (ab @ ab), 0.0, 1.0)
+    inside = np.linalg.norm(pts - (a + t[:, None] * ab), axis=1) <= radius_mm
+    return _paint(labels, sl, inside, value)

@@ -84,3 +84,30 @@ def test_tube_touching_bodies_is_kept_not_the_bodies():
     dirty = add_tube(study.labels.array, study.labels.affine, study.truth, gap_mm=None)
     out, rejected = plausible_labels(dirty, study.labels.affine)
     assert rejected == [] and np.array_equal(out, dirty)
+
+
+def test_organ_labelled_pelvis_is_no_pelvis():
+    """Rule 2b: with the pelvis gone, a heart-sized sphere labelled pelvis in front of L5
+    (its lowest point below L5's centre, so rule 2 keeps it) reaches 45 mm to either side
+    of the column, not the ilia's 75: rejected, and the rest of the map untouched."""
+    study = cached_study(3, "small")
+    affine = study.labels.affine
+    no_pelvis = np.where(study.labels.array == Label.PELVIS, 0, study.labels.array).astype(study.labels.array.dtype)
+    dirty = add_sphere(no_pelvis, affine, study.truth, level="L5", value=Label.PELVIS)
+    out, rejected = plausible_labels(dirty, affine)
+    assert _rules(rejected) == [("pelvis", "not_pelvis")]
+    assert "one_sided" in rejected[0].reason
+    assert np.array_equal(out, no_pelvis)
+
+
+def test_narrow_pelvis_without_a_column():
+    """Rule 2b without bodies (no midline): a 90 mm sphere labelled pelvis is narrower
+    than a pelvis; the clean phantom's pelvis alone is kept."""
+    study = cached_study(3, "small")
+    affine = study.labels.affine
+    pelvis_only = np.where(study.labels.array == Label.PELVIS, Label.PELVIS, 0).astype(study.labels.array.dtype)
+    assert plausible_labels(pelvis_only, affine)[1] == []
+    sphere = add_sphere(np.zeros_like(pelvis_only), affine, study.truth, level="L3", value=Label.PELVIS)
+    out, rejected = plausible_labels(sphere, affine)
+    assert _rules(rejected) == [("pelvis", "not_pelvis")] and "narrow" in rejected[0].reason
+    assert not out.any()
