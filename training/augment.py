@@ -6,7 +6,9 @@ translation and a random rotation about z, applied to image and label *together*
 (same matrix, same offset; linear interpolation for the image, nearest neighbour for
 the label) — the paper concatenates them for the same reason. Intensity: the paper's
 normalisation with t ~ U(1000, 3000) (``appliance.preprocess.normalize``, the very
-function the appliance uses), brightness × U(0.8, 1.2), Poisson noise.
+function the appliance uses), brightness × U(0.8, 1.2), Poisson noise. Before those, and
+only when the config asks, domain randomisation (``training.synth``): a window of a case
+with a tissue map may be rendered anew, and any window may get cone-beam degradations.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def window_transform(geometry: Geometry, window_shape: tuple[int, int, int]):
 
 
 def extract_window(image: np.ndarray, labels: np.ndarray, geometry: Geometry,
-                   window_shape: tuple[int, int, int], pad_value: float = -1024.0):
-    """Resample image (linear) and label (nearest) onto the same window grid."""
+                   window_shape: tuple[int, int, int], pad_value: float = -1024.0,
+                   tissues: np.ndarray | None = None):
+    """Resample image (linear) and label (nearest) onto the same window grid; with a
+    tissue map, returns it too (nearest), as a third array."""
     matrix, offset = window_transform(geometry, window_shape)
     identity = geometry.angle_rad == 0.0 and np.allclose(offset, np.round(offset))
     order = 0 if identity else 1  # integer shifts: exact copy, no smoothing
@@ -47,7 +51,11 @@ def extract_window(image: np.ndarray, labels: np.ndarray, geometry: Geometry,
                                    mode="constant", cval=pad_value, output=np.float32)
     lab = ndimage.affine_transform(labels, matrix, offset, output_shape=window_shape, order=0,
                                    mode="constant", cval=0, output=np.uint8)
-    return img, lab
+    if tissues is None:
+        return img, lab
+    tis = ndimage.affine_transform(tissues, matrix, offset, output_shape=window_shape, order=0,
+                                   mode="constant", cval=0, output=np.uint8)
+    return img, lab, tis
 
 
 def random_geometry(rng: np.random.Generator, shape_zyx, window_shape, *, spacing_xy_mm: float,
@@ -85,15 +93,33 @@ def intensity(window: np.ndarray, rng: np.random.Generator, *, t_range, brightne
 
 
 def sample_window(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, data_cfg,
-                  aug_cfg, spacing_xy_mm: float, foreground: np.ndarray | None = None):
-    """One training window ``(image float32 (16, P, P), labels uint8 (16, P, P))``."""
+                  aug_cfg, spacing_xy_mm: float, foreground: np.ndarray | None = None,
+                  tissues: np.ndarray | None = None, synth_cfg=None):
+    """One training window ``(image float32 (16, P, P), labels uint8 (16, P, P))``.
+
+    ``synth_cfg`` (:class:`training.config.SynthConfig`) switches on domain
+    randomisation; the generator is drawn from for it only when it is on, so a run
+    without it is the same as before it existed."""
     shape = (data_cfg.window_slices, data_cfg.patch_xy, data_cfg.patch_xy)
     geometry = random_geometry(
         rng, image.shape, shape, spacing_xy_mm=spacing_xy_mm,
         translate_mm=aug_cfg.translate_mm if aug_cfg.enabled else 0.0,
         rotate_deg=aug_cfg.rotate_deg if aug_cfg.enabled else 0.0,
         foreground=foreground, foreground_fraction=data_cfg.foreground_fraction)
-    img, lab = extract_window(image, labels, geometry, shape, data_cfg.pad_value)
+    render = (synth_cfg is not None and tissues is not None and synth_cfg.probability > 0
+              and rng.random() < synth_cfg.probability)
+    if render:
+        img, lab, tis = extract_window(image, labels, geometry, shape, data_cfg.pad_value, tissues)
+    else:
+        img, lab = extract_window(image, labels, geometry, shape, data_cfg.pad_value)
+    if render or (synth_cfg is not None and synth_cfg.cbct_probability > 0):
+        from training import synth
+
+        spacing_zyx = (float(data_cfg.working_spacing_mm[2]), spacing_xy_mm, spacing_xy_mm)
+        if render:
+            img = synth.render(tis, spacing_zyx, rng, synth_cfg)
+        if synth_cfg.cbct_probability > 0 and rng.random() < synth_cfg.cbct_probability:
+            img = synth.cbct_window(img, spacing_zyx, rng)
     img = intensity(img, rng, t_range=data_cfg.t_range, brightness_range=aug_cfg.brightness_range,
                     poisson_peak_range=aug_cfg.poisson_peak_range,
                     poisson_probability=aug_cfg.poisson_probability, enabled=aug_cfg.enabled)

@@ -141,6 +141,9 @@ def register_dataset(sub: argparse._SubParsersAction) -> None:
                     help="processes generating phantoms in parallel (full size: ~2.6 GB each)")
     ph.add_argument("--partial", action="store_true",
                     help="erase pelvis/femoral heads from training cases at the paper's Table 2 rates")
+    ph.add_argument("--anatomy", choices=("classic", "rich"), default="classic",
+                    help="rich: organs, vessels, muscles, bowel, table and metal too, and a tissue map "
+                         "per case for domain-randomised training ([synth] in the config)")
     ph.set_defaults(handler=run_from_phantoms)
     im = verbs.add_parser(
         "import", help="import your own annotated cases (ITK-SNAP files, DICOM, label descriptions)",
@@ -192,7 +195,7 @@ def run_from_phantoms(args: argparse.Namespace) -> int:
 
     _summary(from_phantoms(args.out, args.n, args.seed, args.size, val_fraction=args.val,
                            test_fraction=args.test, partial=args.partial,
-                           workers=args.workers))
+                           workers=args.workers, anatomy=args.anatomy))
     return 0
 
 

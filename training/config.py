@@ -76,6 +76,35 @@ class AugmentConfig(_Section):
     rotate_deg: float = 15.0  # [paper] random rotation; [ours] about z, ±15° (scoliotic twist)
 
 
+class SynthConfig(_Section):
+    """Domain randomisation (issue 17; SynthSeg, Billot et al., Med Image Anal 2023): windows
+    of cases with a tissue map are rendered anew with random grey values per tissue, blur,
+    resolution, bias field and noise; any window may get cone-beam degradations
+    (``training.cbct``). Off by default: the shipped recipe says when it is on."""
+
+    # [ours] share of windows of a case with a tissue map that are rendered anew
+    probability: float = Field(0.0, ge=0.0, le=1.0)
+    # [SynthSeg] share of those renderings with fully random grey values per tissue
+    # (anything in ``random_range_hu``, bone darker than fat included); the others draw
+    # each tissue from a wide CT-like range (training.synth.CT_PRIOR_HU)
+    random_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    random_range_hu: tuple[float, float] = (-1000.0, 2000.0)
+    tissue_sd_hu: tuple[float, float] = (0.0, 40.0)  # within-tissue texture, per tissue
+    blur_mm: tuple[float, float] = (0.0, 1.5)  # Gaussian sigma of the point spread
+    # [SynthSeg] lower acquired resolution: with this probability, slice thickness (z) and
+    # in-plane resolution (x/y) drawn in these ranges, as a Gaussian of FWHM = resolution
+    resolution_probability: float = Field(0.5, ge=0.0, le=1.0)
+    slice_mm: tuple[float, float] = (1.5, 5.0)
+    inplane_mm: tuple[float, float] = (0.5, 3.0)
+    # [SynthSeg] smooth multiplicative bias field: log-gain sd on a 4 x 5 x 5 grid
+    bias_probability: float = Field(0.5, ge=0.0, le=1.0)
+    bias_sd: tuple[float, float] = (0.0, 0.3)
+    noise_sd_hu: tuple[float, float] = (0.0, 60.0)
+    # [ours] share of windows (rendered or not, phantom or real CT) given cone-beam
+    # degradations (training.cbct.degrade, field of view placed for a window)
+    cbct_probability: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class ModelConfig(_Section):
     width: int = 16  # [ours] channels at full resolution, doubled per level (paper: unspecified)
     # [ours] downsampling strides between the 4 levels (z, y, x): no z pooling at the first
@@ -146,6 +175,7 @@ class RunConfig(_Section):
 class Config(_Section):
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
+    synth: SynthConfig = SynthConfig()
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
@@ -162,6 +192,8 @@ class Config(_Section):
             data["train"].pop("init_from", None)
         if data["export"] == ExportConfig().model_dump():
             data.pop("export")
+        if data["synth"] == json.loads(SynthConfig().model_dump_json()):
+            data.pop("synth")  # configs from before domain randomisation keep their hash
         return data
 
     @property

@@ -36,45 +36,58 @@ class PreparedCase:
     annotated: np.ndarray  # (K,) bool, background True
     volume: Volume  # geometry of the prepared grid (array = labels)
     foreground: np.ndarray  # (M, 3) int voxel indices
+    tissues: np.ndarray | None = None  # uint8 tissue codes (phantoms with a tissue map), same grid
 
 
 def _cache_key(case: ds.Case, root: Path, spacing_mm) -> str:
     parts = [case.id, repr(tuple(float(s) for s in spacing_mm))]
-    for rel in (case.image, case.label):
+    for rel in case.files():
         st = (root / rel).stat()
         parts += [rel, str(st.st_size), str(st.st_mtime_ns)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def _cache_files(dataset: ds.Dataset, case: ds.Case, spacing_mm, cache_dir: Path) -> tuple[Path, Path, Path]:
+def _cache_files(dataset: ds.Dataset, case: ds.Case, spacing_mm, cache_dir: Path) -> tuple[Path, ...]:
+    """image, labels, geometry and, for a case with a tissue map, tissues."""
     key = _cache_key(case, dataset.root, spacing_mm)
-    return (cache_dir / f"{case.id}-{key}-image.npy", cache_dir / f"{case.id}-{key}-labels.npy",
-            cache_dir / f"{case.id}-{key}-geometry.npy")
+    names = ("image", "labels", "geometry") + (("tissues",) if case.tissues is not None else ())
+    return tuple(cache_dir / f"{case.id}-{key}-{name}.npy" for name in names)
 
 
 def prepare_case(dataset: ds.Dataset, case: ds.Case, spacing_mm, cache_dir: Path | None = None) -> PreparedCase:
     """Read, reorient to LPS and resample a case with the appliance's own functions."""
     files = _cache_files(dataset, case, spacing_mm, cache_dir) if cache_dir is not None else None
+    tissues = None
     if files is not None and all(f.exists() for f in files):
         image, labels = np.load(files[0]), np.load(files[1])
         geo = np.load(files[2])
         volume = Volume(labels, tuple(geo[0]), tuple(geo[1]), geo[2:5])
+        if case.tissues is not None:
+            tissues = np.load(files[3])
     else:
         img = resample(reorient(read_nifti(dataset.path(case.image))), spacing_mm)
         lab = resample(reorient(read_nifti(dataset.path(case.label))), spacing_mm, is_label=True)
         image, labels, volume = img.array.astype(np.float32), lab.array.astype(np.uint8), lab
+        if case.tissues is not None:
+            tis = resample(reorient(read_nifti(dataset.path(case.tissues))), spacing_mm, is_label=True)
+            if tis.array.shape != labels.shape:
+                from appliance.errors import DatasetError
+                raise DatasetError(f"case {case.id}: the tissue map is not on the label map's grid")
+            tissues = tis.array.astype(np.uint8)
         if files is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
             np.save(files[0], image)
             np.save(files[1], labels)
             np.save(files[2], np.vstack([volume.spacing_mm, volume.origin_mm, volume.direction]))
+            if tissues is not None:
+                np.save(files[3], tissues)
     names = [dataset.labels[k] for k in sorted(dataset.labels)]
     annotated = np.array([k == 0 or names[k] in case.annotated for k in range(len(names))])
     fg = np.argwhere(labels > 0)
     if len(fg) > MAX_FOREGROUND_POINTS:
         rng = np.random.default_rng(len(fg))
         fg = fg[np.sort(rng.choice(len(fg), MAX_FOREGROUND_POINTS, replace=False))]
-    return PreparedCase(case.id, image, labels, annotated, volume, fg)
+    return PreparedCase(case.id, image, labels, annotated, volume, fg, tissues)
 
 
 def prepare_split(dataset: ds.Dataset, split: str, spacing_mm, cache_dir: Path | None = None,
@@ -104,6 +117,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.cases = cases
         self.data_cfg = config.data
         self.aug_cfg = config.augment
+        self.synth_cfg = config.synth
         self.seed = seed
         self.spacing_xy_mm = float(config.data.working_spacing_mm[0])
         self.epoch_size = len(cases) * config.data.windows_per_case
@@ -116,7 +130,7 @@ class WindowDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         case = self.cases[index % len(self.cases)]
         img, lab = sample_window(case.image, case.labels, rng, self.data_cfg, self.aug_cfg,
-                                 self.spacing_xy_mm, case.foreground)
+                                 self.spacing_xy_mm, case.foreground, case.tissues, self.synth_cfg)
         return torch.from_numpy(img[None]), torch.from_numpy(lab), torch.from_numpy(case.annotated)
 
 

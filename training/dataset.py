@@ -6,6 +6,8 @@ Layout::
       dataset.json            manifest (below)
       images/CASE.nii.gz      grey values
       labels/CASE.nii.gz      label map, project convention (appliance.labels)
+      tissues/CASE.nii.gz     optional: the phantom's tissue map (appliance.phantom.tissues),
+                              from which training renders new looks (training.synth)
 
 ``dataset.json``::
 
@@ -56,11 +58,18 @@ class Case:
     annotated: tuple[str, ...]
     pseudo_labels: bool = False
     provenance: dict = field(default_factory=dict)
+    tissues: str | None = None  # tissue map (phantoms only), same grid as the label map
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "image": self.image, "label": self.label, "split": self.split,
-                "annotated": list(self.annotated), "pseudo_labels": self.pseudo_labels,
-                "provenance": self.provenance}
+        d = {"id": self.id, "image": self.image, "label": self.label, "split": self.split,
+             "annotated": list(self.annotated), "pseudo_labels": self.pseudo_labels,
+             "provenance": self.provenance}
+        if self.tissues is not None:
+            d["tissues"] = self.tissues
+        return d
+
+    def files(self) -> tuple[str, ...]:
+        return (self.image, self.label) + ((self.tissues,) if self.tissues is not None else ())
 
 
 @dataclass(frozen=True)
@@ -101,11 +110,12 @@ def load(root: str | Path) -> Dataset:
         try:
             case = Case(id=c["id"], image=c["image"], label=c["label"], split=c["split"],
                         annotated=tuple(c["annotated"]), pseudo_labels=bool(c.get("pseudo_labels", False)),
-                        provenance=dict(c.get("provenance", {})))
+                        provenance=dict(c.get("provenance", {})),
+                        tissues=None if c.get("tissues") is None else str(c["tissues"]))
         except (KeyError, TypeError) as exc:
             raise DatasetError(f"{root / MANIFEST}: malformed case entry {c!r}") from exc
         _check_case(case, labels)
-        for rel in (case.image, case.label):
+        for rel in case.files():
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
                 raise DatasetError(f"case {case.id}: paths must stay inside the dataset ({rel})")
         cases.append(case)
@@ -164,7 +174,7 @@ def assign_splits(n: int, val_fraction: float, test_fraction: float) -> list[str
 
 def from_phantoms(out: str | Path, n: int, seed: int = 0, size: str = "small", *,
                   val_fraction: float = 0.2, test_fraction: float = 0.2,
-                  partial: bool = False, workers: int = 1) -> Dataset:
+                  partial: bool = False, workers: int = 1, anatomy: str = "classic") -> Dataset:
     """``n`` seeded phantoms (seeds from ``seed`` up; a seed the generator refuses is
     skipped) → a dataset in ``out``.
 
@@ -175,12 +185,20 @@ def from_phantoms(out: str | Path, n: int, seed: int = 0, size: str = "small", *
     ``workers > 1`` generates and writes phantoms in that many processes (a full-size
     phantom takes ~25 s and ~2.6 GB); the dataset is the same as with one: the first
     ``n`` accepted seeds, in order, whatever finishes first.
+
+    ``anatomy="rich"`` draws the phantoms with organs, vessels, muscles, table and metal
+    (``appliance.phantom.organs``) and writes each one's tissue map too, for the
+    domain-randomised rendering of ``training.synth``.
     """
     if n < 1:
         raise DatasetError("need at least one phantom")
     root = Path(out)
     splits = assign_splits(n, val_fraction, test_fraction)
-    seeds = _accepted_seeds(root, n, seed, size, max(1, int(workers)))
+    from appliance.phantom.generate import ANATOMIES
+
+    if anatomy not in ANATOMIES:
+        raise DatasetError(f"unknown anatomy {anatomy!r}; use one of {', '.join(ANATOMIES)}")
+    seeds = _accepted_seeds(root, n, seed, size, max(1, int(workers)), anatomy)
     labels = {int(k): v for k, v in LABEL_NAMES.items()}
     existing: list[Case] = []
     if (root / MANIFEST).exists():
@@ -203,8 +221,9 @@ def from_phantoms(out: str | Path, n: int, seed: int = 0, size: str = "small", *
                 write_nifti(label.with_array(array), root / f"labels/{case_id}.nii.gz")
         case = Case(case_id, f"images/{case_id}.nii.gz", f"labels/{case_id}.nii.gz", split,
                     tuple(a for a in labels.values() if a in set(annotated)), False,
-                    {"source": "appliance.phantom", "seed": case_seed, "size": size,
-                     "labels": "exact (planted) phantom truth"})
+                    {"source": "appliance.phantom", "seed": case_seed, "size": size, "anatomy": anatomy,
+                     "labels": "exact (planted) phantom truth"},
+                    f"tissues/{case_id}.nii.gz" if anatomy == "rich" else None)
         _check_case(case, labels)
         cases.append(case)
     ids = {c.id for c in cases}
@@ -212,24 +231,28 @@ def from_phantoms(out: str | Path, n: int, seed: int = 0, size: str = "small", *
     return load(root)
 
 
-def _write_phantom(job: tuple[str, int, str]) -> bool:
-    """Generate phantom ``seed`` and write its image and labels under ``root``; False
-    when the generator refuses the seed (a process-pool task: pickles only the job)."""
+def _write_phantom(job: tuple[str, int, str, str]) -> bool:
+    """Generate phantom ``seed`` and write its image and labels (and, for the rich
+    anatomy, its tissue map) under ``root``; False when the generator refuses the seed
+    (a process-pool task: pickles only the job)."""
     from appliance.errors import PhantomError
     from appliance.phantom import generate_study
 
-    root, seed, size = job
+    root, seed, size, anatomy = job
     try:
-        study = generate_study(seed, size)
+        study = generate_study(seed, size, anatomy=anatomy)
     except PhantomError:
         return False
     case_id = f"phantom-{seed:05d}"
     write_nifti(study.image, Path(root) / f"images/{case_id}.nii.gz")
     write_nifti(study.labels.with_array(study.labels.array.astype(np.uint8)), Path(root) / f"labels/{case_id}.nii.gz")
+    if anatomy == "rich" and study.tissues is not None:
+        write_nifti(study.tissues, Path(root) / f"tissues/{case_id}.nii.gz")
     return True
 
 
-def _accepted_seeds(root: Path, n: int, seed: int, size: str, workers: int, max_refused_run: int = 20) -> list[int]:
+def _accepted_seeds(root: Path, n: int, seed: int, size: str, workers: int, anatomy: str = "classic",
+                    max_refused_run: int = 20) -> list[int]:
     """Write the first ``n`` seeds from ``seed`` up that the generator accepts; returns them.
     Each round tries exactly as many new seeds as are still missing, so no phantom is
     generated in vain unless the generator refuses one."""
@@ -243,9 +266,9 @@ def _accepted_seeds(root: Path, n: int, seed: int, size: str, workers: int, max_
         pool = multiprocessing.get_context("spawn").Pool(min(workers, n))
     try:
         while len(accepted) < n:
-            jobs = [(str(root), s, size) for s in range(next_seed, next_seed + n - len(accepted))]
+            jobs = [(str(root), s, size, anatomy) for s in range(next_seed, next_seed + n - len(accepted))]
             results = pool.map(_write_phantom, jobs, chunksize=1) if pool else map(_write_phantom, jobs)
-            for (_, s, _), ok in zip(jobs, results):
+            for (_, s, _, _), ok in zip(jobs, results):
                 tried.append((s, ok))
                 if ok:
                     accepted.append(s)

@@ -1,5 +1,6 @@
 """Soft tissue around the skeleton: trunk outline, fat layer, lungs, heart, liver,
-bowel gas, neck, raised arms and thighs. Values are HU-like before the CBCT effects."""
+bowel gas, neck, raised arms and thighs, painted as tissue codes
+(:class:`appliance.phantom.tissues.Tissue`) into the phantom's tissue map."""
 
 from __future__ import annotations
 
@@ -12,12 +13,7 @@ from appliance.phantom.raster import Grid, paint_shape
 from appliance.phantom.shapes import Capsule, Ellipsoid, Sphere
 from appliance.phantom.skeleton import Skeleton
 from appliance.phantom.spine import Spine
-
-AIR_HU = -1000.0
-FAT_HU = -95.0
-SOFT_HU = 50.0
-LUNG_HU = -830.0
-GAS_HU = -950.0
+from appliance.phantom.tissues import Tissue
 
 
 @dataclass(frozen=True)
@@ -49,9 +45,9 @@ def outline(spine: Spine, skel: Skeleton, p: PhantomParams, z_mm: np.ndarray) ->
     return Outline(cx, cy, a, b, z_mm > skel.ischium_z_mm + 10.0 * p.scale)
 
 
-def paint_soft_tissue(density: np.ndarray, grid: Grid, spine: Spine, skel: Skeleton,
+def paint_soft_tissue(tissues: np.ndarray, grid: Grid, spine: Spine, skel: Skeleton,
                       p: PhantomParams, rng: np.random.Generator) -> Outline:
-    """Fill ``density`` (initialised to air) with the body; returns the trunk outline."""
+    """Fill the tissue map (initialised to air) with the body; returns the trunk outline."""
     z = grid.axis_mm(2)
     x = grid.axis_mm(0)[None, :]
     y = grid.axis_mm(1)[:, None]
@@ -68,17 +64,17 @@ def paint_soft_tissue(density: np.ndarray, grid: Grid, spine: Spine, skel: Skele
                 c = shaft.a + np.clip(t, 0, 1) * (shaft.b - shaft.a)
                 rho = np.minimum(rho, np.sqrt((x - c[0]) ** 2 + (y - c[1] + 5.0 * g) ** 2) / (80.0 * g))
             fat_rho = 1.0 - p.fat_thickness_mm * p.girth / (80.0 * g)
-        sl = density[k]
-        sl[rho <= 1.0] = FAT_HU
-        sl[rho <= fat_rho] = SOFT_HU
-    _organs(density, grid, spine, ol, p, rng)
+        sl = tissues[k]
+        sl[rho <= 1.0] = Tissue.FAT
+        sl[rho <= fat_rho] = Tissue.SOFT
+    _organs(tissues, grid, spine, ol, p, rng)
     for arm_bone in skel.humeri:  # raised arms: soft tissue around each humerus
         arm = Capsule(arm_bone.a, arm_bone.b, 42.0 * g)
-        paint_shape(density, None, grid, arm, SOFT_HU, SOFT_HU, 0.0)
+        paint_shape(tissues, None, grid, arm, Tissue.SOFT, Tissue.SOFT, 0.0)
     return ol
 
 
-def _organs(density: np.ndarray, grid: Grid, spine: Spine, ol: Outline, p: PhantomParams,
+def _organs(tissues: np.ndarray, grid: Grid, spine: Spine, ol: Outline, p: PhantomParams,
             rng: np.random.Generator) -> None:
     names = {v.name: v for v in spine.vertebrae}
     z = grid.axis_mm(2)
@@ -93,18 +89,19 @@ def _organs(density: np.ndarray, grid: Grid, spine: Spine, ol: Outline, p: Phant
     for side in (-1, 1):
         lung = Ellipsoid(np.array([cx + side * 0.47 * a, cy + 0.08 * b, zc]), eye,
                          np.array([0.36 * a, 0.72 * b, 0.5 * (top - bottom)]))
-        paint_shape(density, None, grid, lung, LUNG_HU, LUNG_HU, 0.0)
+        paint_shape(tissues, None, grid, lung, Tissue.LUNG, Tissue.LUNG, 0.0)
     hz = names["T8"].body.center[2]
     cx, cy, a, b = at(hz)
     heart = Ellipsoid(np.array([cx + 0.12 * a, cy - 0.35 * b, hz]), eye, np.array([0.3 * a, 0.38 * b, 55.0]))
-    paint_shape(density, None, grid, heart, 45.0, 45.0, 0.0)
+    paint_shape(tissues, None, grid, heart, Tissue.HEART, Tissue.HEART, 0.0)
     lz = names["T12"].body.center[2]
     cx, cy, a, b = at(lz)
     liver = Ellipsoid(np.array([cx - 0.35 * a, cy - 0.1 * b, lz]), eye, np.array([0.45 * a, 0.6 * b, 70.0]))
-    paint_shape(density, None, grid, liver, 65.0, 65.0, 0.0)
+    paint_shape(tissues, None, grid, liver, Tissue.LIVER, Tissue.LIVER, 0.0)
     lo, hi = 30.0 * p.scale, names["L1"].body.center[2]
     for _ in range(p.gas_pockets):
         gz = float(rng.uniform(lo, hi))
         cx, cy, a, b = at(gz)
         centre = np.array([cx + rng.uniform(-0.6, 0.6) * a, cy - rng.uniform(0.2, 0.7) * b, gz])
-        paint_shape(density, None, grid, Sphere(centre, float(rng.uniform(6.0, 22.0))), GAS_HU, GAS_HU, 0.0)
+        paint_shape(tissues, None, grid, Sphere(centre, float(rng.uniform(6.0, 22.0))), Tissue.GAS, Tissue.GAS,
+                    0.0)

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pelvic-incidence-deg", type=float, help="pin pelvic incidence")
     p.add_argument("--pelvic-tilt-deg", type=float, help="pin pelvic tilt")
     p.add_argument("--max-rotation-deg", type=float, help="pin the apical axial rotation (signed)")
+    p.add_argument("--anatomy", choices=("classic", "rich"), default="classic",
+                   help="rich: add organs, vessels, muscles, bowel, skin, table and metal")
+    p.add_argument("--tissues", action="store_true", help="also write the tissue map tissues.nii.gz")
     p.add_argument("--no-dicom", action="store_true", help="skip the DICOM series")
     p.set_defaults(handler=run)
 
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         "max_rotation_deg": args.max_rotation_deg,
     }
     start = time.perf_counter()
-    study = generate_study(args.seed, args.size, **{k: v for k, v in overrides.items() if v is not None})
-    paths = write_study(study, args.out, dicom=not args.no_dicom)
+    study = generate_study(args.seed, args.size, anatomy=args.anatomy,
+                           **{k: v for k, v in overrides.items() if v is not None})
+    paths = write_study(study, args.out, dicom=not args.no_dicom, tissues=args.tissues)
     print_truth(study.truth, paths, time.perf_counter() - start)
     return 0
