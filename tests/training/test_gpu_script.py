@@ -22,12 +22,17 @@ TINY = " ".join(f"--set {kv}" for kv in (
 def test_gpu_default_model_script_runs_on_cpu(tmp_path):
     env = {**os.environ, "PY": sys.executable, "DEVICE": "cpu", "N": "10", "SIZE": "small",
            "WORKERS": "2", "DATA": str(tmp_path / "ds"), "EXTRA": TINY,
-           "BENCH_ARGS": "--batch 1 --repeats 2 --warmup 0", "PYTHONPATH": str(REPO)}
+           "BENCH_ARGS": "--batch 1 --repeats 2 --warmup 0", "PYTHONPATH": str(REPO),
+           "REAL_ARGS": "--scans chest-ct --seeds"}
     out = tmp_path / "out"
     proc = subprocess.run(["bash", "training/gpu_default_model.sh", str(out), "900"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "generating 10 small phantoms with 2 processes" in proc.stdout
+    manifest = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    phantoms = [c for c in manifest["cases"] if c["id"].startswith("phantom-")]
+    assert phantoms and all(c.get("tissues") for c in phantoms)  # issue 17's recipe: rich anatomy
+    assert json.loads((out / "run" / "config.json").read_text())["synth"]["probability"] > 0
     assert (out / "run" / "best.pt").is_file() and (out / "run" / "log.csv").is_file()
     report = json.loads((out / "heldout" / "report.json").read_text())
     assert set(report["table3"]) == {"vertebral_bodies", "pelvis", "femoral_heads"}
@@ -36,3 +41,6 @@ def test_gpu_default_model_script_runs_on_cpu(tmp_path):
     assert cpu and cpu[0]["ms_per_window"] > 0
     assert any(r["engine"] == "torch-eager-cpu" for r in engines["rows"])
     assert all("unavailable" in r or "ms_per_window" in r for r in engines["rows"])
+    real = json.loads((out / "real.json").read_text())  # the held-out real scan, scored
+    assert "real scan benchmark failed" not in proc.stdout
+    assert {r["scan"] for r in real["rows"]} == {"chest-ct"}
