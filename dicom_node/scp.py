@@ -154,6 +154,7 @@ class StorageSCP:
         self._open_lock = threading.Lock()
         self._open: set[str] = set()  # associations counted against max_associations
         self._releasing: set[str] = set()  # associations whose peer asked to release
+        self._refused: set[str] = set()  # associations with a refused C-STORE: they deliver nothing
         self._server = None
         self.ae = self._make_ae()
 
@@ -218,9 +219,11 @@ class StorageSCP:
 
     def _on_released(self, event: evt.Event) -> None:
         self._ended(event)
+        key = _assoc_key(event)
         with self._open_lock:
-            self._releasing.discard(_assoc_key(event))
-        self.tracker.association_ended(_assoc_key(event), released=True)
+            self._releasing.discard(key)
+            clean = key not in self._refused
+        self.tracker.association_ended(key, released=clean)
 
     def _on_closed(self, event: evt.Event) -> None:
         """The connection closed. After an A-RELEASE-RQ this is a release, not an abort: the
@@ -230,8 +233,9 @@ class StorageSCP:
         self._ended(event)
         key = _assoc_key(event)
         with self._open_lock:
-            released = key in self._releasing or bool(event.assoc.is_released)
+            released = (key in self._releasing or bool(event.assoc.is_released)) and key not in self._refused
             self._releasing.discard(key)
+            self._refused.discard(key)  # the last event of an association
         self.tracker.association_ended(key, released=released)
 
     # -- DIMSE ------------------------------------------------------------------------
@@ -239,6 +243,13 @@ class StorageSCP:
         return 0x0000
 
     def _on_store(self, event: evt.Event) -> int:
+        status = self._stored_status(event)
+        if status != 0x0000:  # a refused instance: this association cannot deliver its series
+            with self._open_lock:
+                self._refused.add(_assoc_key(event))
+        return status
+
+    def _stored_status(self, event: evt.Event) -> int:
         try:
             return self._store(event)
         except DicomStatusError as exc:

@@ -90,6 +90,7 @@ class NodeService:
         self.sender.start()
         self.tracker.start()
         self.port = self.scp.start()
+        self.tracker.arm()  # idle clocks run from now: a crash or a long stop delivers nothing
         mc = self.config.metrics
         if mc.enabled and mc.port is not None:
             self.http = MetricsServer(self.metrics, self.health, mc.bind_address, mc.port)
