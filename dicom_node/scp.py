@@ -5,7 +5,8 @@ Status mapping of the C-STORE handler (PS3.4 B.2.3):
 and index row follow in the background and are replayed after a crash), or, without the
 journal, its file fsynced *and* its index row committed; 0xA700 spool above
 watermark or disk full; 0xA900 data set does not match the command; 0xC000 cannot be
-parsed; 0xC211 any unexpected error (the association stays up).
+parsed; 0xC211 any unexpected error (the association stays up). An association with a refused
+C-STORE delivers none of its series, even if it is released (:mod:`dicom_node.series`).
 Association policy (PS3.8 7.1.1.9): unknown calling AE (or AE from another host) →
 rejected-permanent, service-user, "calling AE title not recognised"; wrong called AE →
 "called AE title not recognised"; over ``max_associations`` → rejected-transient,

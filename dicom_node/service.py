@@ -1,6 +1,7 @@
 """Wires the node: listener → spool/index → series completion → worker → outbox sender.
 
-``NodeService(config, process).start()`` runs everything on background threads;
+``NodeService(config, process).start()`` runs everything on background threads and arms the
+series tracker's idle completion only once the listener accepts (:mod:`dicom_node.series`);
 ``stop()`` stops accepting, lets the instance being written finish, stops the worker after
 its current job and keeps the queue and outbox in the index for the next start.
 """
