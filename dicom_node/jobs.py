@@ -17,7 +17,8 @@ worker starts job N of a series, every earlier finished job of that series (``se
 ``done``, ``failed``) becomes ``superseded`` (reason "superseded by job N"), its results
 not yet sent are skipped with that reason — so the PACS never receives a stale set after
 the new one — and ``jobs.supersedes`` of N names the latest of them. The processor is
-given the result objects of the latest earlier job that has any; the appliance's SR
+given the result objects of the latest earlier job that queued any to a destination (without
+destinations nothing reached a PACS, so nothing needs a link); the appliance's SR
 references the earlier SR in its Predecessor Documents Sequence (0040,A360), PS3.3
 C.17.2.3. Two result sets of one series at the PACS are thus always linked.
 """
