@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -50,7 +51,8 @@ class StudyResult:
 def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | None = None, *,
                   engine: EngineConfig = EngineConfig(), config: InferenceConfig = InferenceConfig(),
                   outputs: bool = True, progress=None, runner=None, check_column: bool = True,
-                  series_uid: str | None = None) -> StudyResult:
+                  series_uid: str | None = None,
+                  previous: Sequence[tuple[str, str, str, str]] = ()) -> StudyResult:
     """Segment, measure and write every result of the series in ``series_dir``.
 
     ``series_dir`` may also be a NIfTI file: then there is no DICOM source to reference,
@@ -59,7 +61,9 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     for this study and closed after it. ``check_column``: raise
     :class:`~appliance.errors.NoColumnError` when the segmentation holds no vertebral column
     (:mod:`appliance.column`), after writing ``labels.nii.gz`` and before anything else.
-    ``series_uid``: the series to use when ``series_dir`` holds several.
+    ``series_uid``: the series to use when ``series_dir`` holds several. ``previous``: the
+    results (Study, Series, SOP Class, SOP Instance UID) of an earlier version of this
+    series that these replace (the SR references the earlier SR as its predecessor).
     """
     from appliance.engines.select import select_engine
     from appliance.measure.api import measure
@@ -94,7 +98,8 @@ def process_study(series_dir: str | Path, out_dir: str | Path, bundle: Bundle | 
     if outputs and Path(series_dir).is_dir():
         t = time.perf_counter()
         algorithm = AlgorithmInfo(bundle.manifest.model.name, bundle.manifest.model.version)
-        paths.update(write_outputs(seg.labels, series_dir, measurements, out, algorithm, series_uid=series_uid))
+        paths.update(write_outputs(seg.labels, series_dir, measurements, out, algorithm, series_uid=series_uid,
+                                   previous=previous))
         timing["outputs_s"] = time.perf_counter() - t
     elif outputs:
         t = time.perf_counter()
@@ -148,8 +153,10 @@ def make_processor(bundle_dir: Path | None = None, engine: dict | None = None, c
              runner.name)
     lock = threading.Lock()  # one study at a time on the engine (the node's worker is one thread)
 
-    def process(series_dir: Path, work_dir: Path) -> list[Path]:
+    def process(series_dir: Path, work_dir: Path, previous: Sequence[tuple[str, str, str, str]] = ()) -> list[Path]:
+        """``previous``: the node's results of the version this job supersedes (plain UIDs)."""
         with lock:
-            return process_study(series_dir, work_dir, bundle, runner=runner, check_column=check_column).dicom_files
+            return process_study(series_dir, work_dir, bundle, runner=runner, check_column=check_column,
+                                 previous=previous).dicom_files
 
     return process

@@ -130,10 +130,14 @@ def _status(args: argparse.Namespace) -> int:
     for r in index.list_studies():
         print(f"  {r['study_uid']}  series={r['n_series']} instances={r['n_instances']} "
               f"last={fmt(r['last_received'])}")
+    print("SERIES RECEIVING")
+    for line in receiving_lines(index, time.time()):
+        print(f"  {line}")
     print("JOBS")
     for r in index.list_jobs():
         reason = f"  reason: {r['reason']}" if r["reason"] else ""
         extra = "".join(f" {k}={r[k]}" for k in ("failed", "skipped") if r[k])
+        extra += f" supersedes=#{r['supersedes']}" if r["supersedes"] else ""
         print(f"  #{r['id']:<5} {r['state']:<8} series={r['series_uid']} sent={r['sent']} "
               f"pending={r['pending']}{extra} updated={fmt(r['updated_at'])}{reason}")
     print("OUTBOX")
@@ -141,6 +145,22 @@ def _status(args: argparse.Namespace) -> int:
         print(f"  {line}")
     index.close()
     return 0
+
+
+def receiving_lines(index, now: float) -> list[str]:
+    """``wbspine status`` lines for series not complete: delivered (waiting for the idle
+    settle) or not (no clean release yet: the scanner must send it again)."""
+    from dicom_node.outbox import human_duration
+    from dicom_node.series import delivered
+
+    lines = []
+    for r in index.receiving_series():
+        n = index.query("SELECT COUNT(*) FROM instances WHERE series_uid=?", (r["series_uid"],))[0][0]
+        wait = ("released, waiting for the idle settle" if delivered(r) else
+                "not delivered: its association did not end in a clean release (aborted, refused,"
+                " interrupted); waiting for the scanner to send it again")
+        lines.append(f"{r['series_uid']}  instances={n} last={human_duration(now - r['last_received'])} ago  {wait}")
+    return lines
 
 
 def outbox_lines(rows: list, now: float, detail_max: int = OUTBOX_DETAIL_MAX) -> list[str]:

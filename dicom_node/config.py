@@ -120,6 +120,8 @@ class SpoolConfig(_Model):
 
 
 class SeriesConfig(_Model):
+    #: A cleanly released series that is not consistent completes this long after the later
+    #: of its release and the listener's start (:mod:`dicom_node.series`).
     idle_timeout_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=0.2, gt=0)
 

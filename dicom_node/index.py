@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +37,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY, series_uid TEXT NOT NULL, state TEXT NOT NULL, reason TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, finished_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0);
+    attempts INTEGER NOT NULL DEFAULT 0, supersedes INTEGER);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_series ON jobs(series_uid, id);
+CREATE TABLE IF NOT EXISTS releases (
+    series_uid TEXT PRIMARY KEY, released_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, destination TEXT NOT NULL,
     ae_title TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL, path TEXT NOT NULL,
@@ -49,10 +52,14 @@ CREATE INDEX IF NOT EXISTS outbox_job ON outbox(job_id, destination, id);
 """
 
 #: ``PRAGMA user_version`` of an index this code writes. 0: the first layout (no version);
-#: 1: ``outbox.enqueued_at`` (the start of the give-up deadline) and the ``skipped`` state.
-SCHEMA_VERSION = 1
+#: 1: ``outbox.enqueued_at`` (the start of the give-up deadline) and the ``skipped`` state;
+#: 2: ``releases`` (when an association that delivered a series last ended by a clean
+#: A-RELEASE: :mod:`dicom_node.series`), ``jobs.supersedes`` and the ``superseded`` state.
+SCHEMA_VERSION = 2
 
-JOB_STATES = ("received", "queued", "running", "sending", "done", "failed")
+#: ``superseded``: a later job of the same series (a larger or different version) replaced
+#: this one; its unsent results were skipped (:func:`dicom_node.jobs.supersede`).
+JOB_STATES = ("received", "queued", "running", "sending", "done", "failed", "superseded")
 #: ``pending`` → ``sent`` | ``failed`` (reason in last_error, file kept) | ``skipped`` (by the operator).
 OUTBOX_STATES = ("pending", "sent", "failed", "skipped")
 
@@ -112,6 +119,11 @@ class Index:
                 self._db.execute("ALTER TABLE outbox ADD COLUMN enqueued_at REAL")
                 # The enqueue time was not kept: the deadline starts at the upgrade (generous).
                 self._db.execute("UPDATE outbox SET enqueued_at=? WHERE enqueued_at IS NULL", (time.time(),))
+            old_jobs = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if old_jobs and "supersedes" not in old_jobs:  # version 1 → 2 (``releases`` is new)
+                # No release is known for a series still receiving across the upgrade: it
+                # completes when the scanner delivers it again (a crash cannot fake it).
+                self._db.execute("ALTER TABLE jobs ADD COLUMN supersedes INTEGER")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -183,11 +195,24 @@ class Index:
         return self.query("SELECT * FROM instances WHERE series_uid=?", (series_uid,))
 
     def receiving_series(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM series WHERE state='receiving'")
+        """Series still receiving, each with ``released_at`` (None: never cleanly released)."""
+        return self.query("SELECT s.*, r.released_at FROM series s LEFT JOIN releases r"
+                          " ON r.series_uid=s.series_uid WHERE s.state='receiving'")
 
     def get_series(self, series_uid: str) -> sqlite3.Row | None:
-        rows = self.query("SELECT * FROM series WHERE series_uid=?", (series_uid,))
+        """The series row with ``released_at`` (see :meth:`receiving_series`)."""
+        rows = self.query("SELECT s.*, r.released_at FROM series s LEFT JOIN releases r"
+                          " ON r.series_uid=s.series_uid WHERE s.series_uid=?", (series_uid,))
         return rows[0] if rows else None
+
+    def record_release(self, series_uids: Iterable[str], at: float) -> None:
+        """An association that delivered these series ended by a clean A-RELEASE at ``at``.
+
+        Kept apart from ``series``: with the journal, the series row may not exist yet."""
+        with self.tx() as db:
+            db.executemany("INSERT INTO releases (series_uid, released_at) VALUES (?, ?) ON CONFLICT"
+                           "(series_uid) DO UPDATE SET released_at=MAX(released_at, excluded.released_at)",
+                           [(uid, at) for uid in series_uids])
 
     def complete_series(self, series_uid: str, last_received: float) -> int | None:
         """Mark a series complete and queue a job, unless newer data arrived meanwhile.

@@ -1,16 +1,31 @@
 """Durable job queue in the index and the worker that runs the injected processor.
 
-States: ``queued → running → sending → done`` or ``failed`` (reason recorded, inputs kept).
-After a crash, ``running`` jobs go back to ``queued`` and run again from scratch in an
-emptied work folder; ``sending`` jobs are finished by the outbox.
+States: ``queued → running → sending → done`` or ``failed`` (reason recorded, inputs kept),
+and ``superseded`` (a later job of the same series replaced it). After a crash, ``running``
+jobs go back to ``queued`` and run again from scratch in an emptied work folder;
+``sending`` jobs are finished by the outbox.
 
 The processor contract: ``process(series_dir, work_dir) -> list[Path]`` reads the series'
 DICOM files in ``series_dir`` (never modifies them), writes results under ``work_dir`` and
 returns the result DICOM files to send. Any exception fails the job with its message.
+A processor that takes a keyword ``previous`` gets the results of the version it
+supersedes as plain :class:`PriorResult` tuples (see :func:`supersede`).
+
+Supersede rule (a series that grew or changed after it was processed): every version
+gets new result objects (new SOP Instance UIDs, a new result SeriesInstanceUID). When the
+worker starts job N of a series, every earlier finished job of that series (``sending``,
+``done``, ``failed``) becomes ``superseded`` (reason "superseded by job N"), its results
+not yet sent are skipped with that reason — so the PACS never receives a stale set after
+the new one — and ``jobs.supersedes`` of N names the latest of them. The processor is
+given the result objects of the latest earlier job that queued any to a destination (without
+destinations nothing reached a PACS, so nothing needs a link); the appliance's SR
+references the earlier SR in its Predecessor Documents Sequence (0040,A360), PS3.3
+C.17.2.3. Two result sets of one series at the PACS are thus always linked.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -18,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from dicom_node.config import Destination
 from dicom_node.errors import WbspineError
@@ -37,6 +53,68 @@ class JobError(WbspineError):
     """A job cannot be found or retried."""
 
 
+class PriorResult(NamedTuple):
+    """One result object of the version a job supersedes (plain UIDs: the processor need
+    not import the node)."""
+
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+def supersede(db, job_id: int, series_uid: str) -> int | None:
+    """Mark the series' earlier finished jobs ``superseded`` by ``job_id`` and skip their
+    unsent results, in the caller's transaction; returns the latest of them (or None)."""
+    reason = f"superseded by job {job_id}"
+    earlier = [int(r["id"]) for r in db.execute(
+        "SELECT id FROM jobs WHERE series_uid=? AND id<? AND state IN ('sending','done','failed') ORDER BY id",
+        (series_uid, job_id))]
+    if not earlier:
+        return db.execute("SELECT supersedes FROM jobs WHERE id=?", (job_id,)).fetchone()["supersedes"]
+    marks = ",".join("?" * len(earlier))
+    db.execute(f"UPDATE outbox SET state='skipped', last_error=? WHERE state='pending' AND job_id IN ({marks})",
+               (reason, *earlier))
+    now = time.time()
+    db.execute(f"UPDATE jobs SET state='superseded', reason=?, updated_at=?, finished_at=COALESCE(finished_at, ?)"
+               f" WHERE id IN ({marks})", (reason, now, now, *earlier))
+    db.execute("UPDATE jobs SET supersedes=? WHERE id=?", (earlier[-1], job_id))
+    log.info("earlier results superseded", extra={"job": job_id, "superseded": earlier})
+    return earlier[-1]
+
+
+def prior_results(index: Index, job_id: int, series_uid: str) -> list[PriorResult]:
+    """The result objects of the latest earlier job of the series that has any (from its
+    outbox rows; Study/Series Instance UID read from each kept file)."""
+    from pydicom import dcmread
+
+    row = index.query("SELECT MAX(job_id) FROM outbox WHERE job_id IN (SELECT id FROM jobs WHERE series_uid=?"
+                      " AND id<?)", (series_uid, job_id))[0]
+    if row[0] is None:
+        return []
+    out = []
+    for r in index.query("SELECT path, sop_class, sop_uid FROM outbox WHERE job_id=? GROUP BY sop_uid"
+                         " ORDER BY MIN(id)", (row[0],)):
+        try:
+            ds = dcmread(r["path"], stop_before_pixels=True,
+                         specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+            out.append(PriorResult(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), r["sop_class"],
+                                   r["sop_uid"]))
+        except Exception as exc:  # a file gone cannot be referenced; the rest still is
+            log.warning("earlier result not readable; not referenced",
+                        extra={"job": job_id, "earlier_job": row[0], "reason": f"{type(exc).__name__}"})
+    return out
+
+
+def accepts_previous(process: Callable) -> bool:
+    """True when the processor takes the ``previous`` keyword (or any keyword)."""
+    try:
+        params = inspect.signature(process).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "previous" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def recover(index: Index) -> int:
     """Requeue jobs interrupted while running; returns how many."""
     with index.tx() as db:
@@ -49,11 +127,13 @@ def retry(index: Index, job_id: int) -> None:
     """Queue a job again to be *reprocessed* (any state but running): its results not yet
     delivered (pending, failed, skipped) are dropped first — the rerun replaces their files."""
     with index.tx() as db:
-        row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+        row = db.execute("SELECT state, reason FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             raise JobError(f"no job {job_id}")
         if row["state"] == "running":
             raise JobError(f"job {job_id} is running")
+        if row["state"] == "superseded":
+            raise JobError(f"job {job_id} is {row['reason'] or 'superseded'}: retry that one")
         db.execute("DELETE FROM outbox WHERE job_id=? AND state != 'sent'", (job_id,))
         db.execute("UPDATE jobs SET state='queued', reason=NULL, updated_at=? WHERE id=?",
                    (time.time(), job_id))
@@ -67,7 +147,7 @@ SKIPPED_REASON = "skipped by operator"
 
 
 def _outbox_rows_of(db, job_id: int, destination: str | None, states: Sequence[str]) -> tuple[str, tuple]:
-    row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+    row = db.execute("SELECT state, reason FROM jobs WHERE id=?", (job_id,)).fetchone()
     if row is None:
         raise JobError(f"no job {job_id}")
     if row["state"] in ("queued", "running"):
@@ -90,6 +170,9 @@ def resend(index: Index, job_id: int, destination: str | None = None, everything
     for immediate delivery — the same files, no reprocessing; the give-up deadline restarts.
     The job reads ``sending`` until the outbox settles it. Returns the rows queued."""
     with index.tx() as db:
+        row = db.execute("SELECT state, reason FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is not None and row["state"] == "superseded":
+            raise JobError(f"job {job_id} is {row['reason'] or 'superseded'}: its results are stale")
         where, params = _outbox_rows_of(db, job_id, destination, RESEND_ALL if everything else RESEND_DEFAULT)
         now = time.time()
         n = db.execute(f"UPDATE outbox SET state='pending', attempts=0, next_attempt_at=?, enqueued_at=?,"
@@ -127,6 +210,7 @@ class Worker:
         self.destinations = tuple(destinations)
         self.stl_export_dir = stl_export_dir
         self.on_results = on_results
+        self._pass_previous = accepts_previous(process)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,6 +229,7 @@ class Worker:
                 return None
             db.execute("UPDATE jobs SET state='running', started_at=?, updated_at=?, attempts=attempts+1,"
                        " reason=NULL WHERE id=?", (now, now, row["id"]))
+            supersede(db, int(row["id"]), str(row["series_uid"]))
             return int(row["id"]), str(row["series_uid"])
 
     def run_one(self) -> bool:
@@ -159,7 +244,11 @@ class Worker:
         work.mkdir(parents=True)
         started = time.monotonic()
         try:
-            paths = self.process(Path(series["directory"]), work)
+            if self._pass_previous:
+                previous = prior_results(self.index, job_id, series_uid)
+                paths = self.process(Path(series["directory"]), work, previous=previous)
+            else:
+                paths = self.process(Path(series["directory"]), work)
             files = self._durable(paths)
         except Exception as exc:
             self._fail(job_id, f"{type(exc).__name__}: {exc}")

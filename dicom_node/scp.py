@@ -5,7 +5,8 @@ Status mapping of the C-STORE handler (PS3.4 B.2.3):
 and index row follow in the background and are replayed after a crash), or, without the
 journal, its file fsynced *and* its index row committed; 0xA700 spool above
 watermark or disk full; 0xA900 data set does not match the command; 0xC000 cannot be
-parsed; 0xC211 any unexpected error (the association stays up).
+parsed; 0xC211 any unexpected error (the association stays up). An association with a refused
+C-STORE delivers none of its series, even if it is released (:mod:`dicom_node.series`).
 Association policy (PS3.8 7.1.1.9): unknown calling AE (or AE from another host) →
 rejected-permanent, service-user, "calling AE title not recognised"; wrong called AE →
 "called AE title not recognised"; over ``max_associations`` → rejected-transient,
@@ -154,6 +155,7 @@ class StorageSCP:
         self._open_lock = threading.Lock()
         self._open: set[str] = set()  # associations counted against max_associations
         self._releasing: set[str] = set()  # associations whose peer asked to release
+        self._refused: set[str] = set()  # associations with a refused C-STORE: they deliver nothing
         self._server = None
         self.ae = self._make_ae()
 
@@ -218,9 +220,11 @@ class StorageSCP:
 
     def _on_released(self, event: evt.Event) -> None:
         self._ended(event)
+        key = _assoc_key(event)
         with self._open_lock:
-            self._releasing.discard(_assoc_key(event))
-        self.tracker.association_ended(_assoc_key(event), released=True)
+            self._releasing.discard(key)
+            clean = key not in self._refused
+        self.tracker.association_ended(key, released=clean)
 
     def _on_closed(self, event: evt.Event) -> None:
         """The connection closed. After an A-RELEASE-RQ this is a release, not an abort: the
@@ -230,8 +234,9 @@ class StorageSCP:
         self._ended(event)
         key = _assoc_key(event)
         with self._open_lock:
-            released = key in self._releasing or bool(event.assoc.is_released)
+            released = (key in self._releasing or bool(event.assoc.is_released)) and key not in self._refused
             self._releasing.discard(key)
+            self._refused.discard(key)  # the last event of an association
         self.tracker.association_ended(key, released=released)
 
     # -- DIMSE ------------------------------------------------------------------------
@@ -239,6 +244,13 @@ class StorageSCP:
         return 0x0000
 
     def _on_store(self, event: evt.Event) -> int:
+        status = self._stored_status(event)
+        if status != 0x0000:  # a refused instance: this association cannot deliver its series
+            with self._open_lock:
+                self._refused.add(_assoc_key(event))
+        return status
+
+    def _stored_status(self, event: evt.Event) -> int:
         try:
             return self._store(event)
         except DicomStatusError as exc:

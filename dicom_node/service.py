@@ -1,6 +1,7 @@
 """Wires the node: listener → spool/index → series completion → worker → outbox sender.
 
-``NodeService(config, process).start()`` runs everything on background threads;
+``NodeService(config, process).start()`` runs everything on background threads and arms the
+series tracker's idle completion only once the listener accepts (:mod:`dicom_node.series`);
 ``stop()`` stops accepting, lets the instance being written finish, stops the worker after
 its current job and keeps the queue and outbox in the index for the next start.
 """
@@ -90,6 +91,7 @@ class NodeService:
         self.sender.start()
         self.tracker.start()
         self.port = self.scp.start()
+        self.tracker.arm()  # idle clocks run from now: a crash or a long stop delivers nothing
         mc = self.config.metrics
         if mc.enabled and mc.port is not None:
             self.http = MetricsServer(self.metrics, self.health, mc.bind_address, mc.port)

@@ -16,9 +16,15 @@ it becomes a TEXT item "not measured: reason" in the TID 1500 "Qualitative Evalu
 container, next to the measurement warnings and a readable summary. That text keeps its
 "°", "±", "≥", "–" as written: the report is UTF-8 (:mod:`charset`), whatever character
 set the source series uses.
+
+A report of a series that grew after it was reported (the node reprocessed it) names the
+earlier report(s) in its Predecessor Documents Sequence (0040,A360, PS3.3 C.17.2.3): the
+new report replaces them. It has its own SOP Instance and Series Instance UIDs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -35,6 +41,22 @@ from appliance.outputs.source import SourceSeries
 from appliance.outputs.summary import not_measured_reasons, summary_text
 
 SR_SERIES_NUMBER = 902
+#: SOP Class UIDs of every SR storage class start so (PS3.4 B.5, "1.2.840.10008.5.1.4.1.1.88.x").
+SR_STORAGE_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+
+
+def predecessors(previous: Sequence[tuple[str, str, str, str]]) -> list[Dataset]:
+    """The SR objects among ``previous`` (Study, Series, SOP Class, SOP Instance UID) as the
+    minimal data sets highdicom's ``previous_versions`` reads; other objects are left out
+    (the Predecessor Documents Sequence references SR documents only)."""
+    out = []
+    for study_uid, series_uid, sop_class_uid, sop_uid in previous:
+        if str(sop_class_uid).startswith(SR_STORAGE_PREFIX):
+            ds = Dataset()
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+            ds.SOPClassUID, ds.SOPInstanceUID = sop_class_uid, sop_uid
+            out.append(ds)
+    return out
 QUALITATIVE_EVALUATIONS = Code("126010", "DCM", "Qualitative Evaluations")
 SUMMARY = Code("121111", "DCM", "Summary")
 
@@ -114,8 +136,10 @@ def _text_container(m: dict) -> hd.sr.ContainerContentItem:
 
 
 def build_sr(measurements: dict, source: SourceSeries, seg: Dataset, specs: list[SegmentSpec],
-             algorithm: AlgorithmInfo, series_uid: str | None = None) -> hd.sr.Comprehensive3DSR:
-    """TID 1500 report of ``measurements`` (``wbspine.measurements/1``)."""
+             algorithm: AlgorithmInfo, series_uid: str | None = None,
+             previous: Sequence[tuple[str, str, str, str]] = ()) -> hd.sr.Comprehensive3DSR:
+    """TID 1500 report of ``measurements`` (``wbspine.measurements/1``); ``previous``: the
+    result objects of the version this one replaces (see :func:`predecessors`)."""
     algo = hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
     series = hd.sr.SourceSeriesForSegmentation(str(source.first.SeriesInstanceUID))
     refs = {spec.key: hd.sr.ReferencedSegment(sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
@@ -148,6 +172,7 @@ def build_sr(measurements: dict, source: SourceSeries, seg: Dataset, specs: list
         is_complete=True,
         series_description="wbspine spinal and pelvic parameters",
         specific_character_set=SPECIFIC_CHARACTER_SET,
+        previous_versions=predecessors(previous) or None,
     )
     sr.SoftwareVersions = __version__
     sr.CodingSchemeIdentificationSequence = codes.coding_scheme_identification()

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -100,12 +101,15 @@ def write_outputs(labels: Volume, source_dir: str | Path, measurements: dict, ou
                   algorithm: AlgorithmInfo, *, max_triangles: int | None = DEFAULT_MAX_TRIANGLES,
                   strut_radius_mm: float = DEFAULT_STRUT_RADIUS_MM, stl: bool = True,
                   key_images: bool = True, source: SourceSeries | None = None,
-                  series_uid: str | None = None) -> dict[str, Path]:
+                  series_uid: str | None = None,
+                  previous: Sequence[tuple[str, str, str, str]] = ()) -> dict[str, Path]:
     """Write SEG, SR, key images and STL (plain and DICOM) for one study.
 
     ``labels`` must be on the grid of the series in ``source_dir`` (voxel for voxel; the
     series ``series_uid`` when the folder holds several);
     ``measurements`` is a ``wbspine.measurements/1`` dict (nulls allowed, with warnings).
+    ``previous``: (Study, Series, SOP Class, SOP Instance UID) of the results of the
+    version these replace; the SR names the earlier SR as its predecessor.
     Returns the path of every file written, keyed by role (``seg``, ``sr``, ``stl_pelvis``…).
     """
     if not isinstance(measurements, dict):
@@ -123,7 +127,7 @@ def write_outputs(labels: Volume, source_dir: str | Path, measurements: dict, ou
     timings["seg_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    paths["sr"] = _save(build_sr(measurements, source, seg, specs, algorithm), out / "sr.dcm")
+    paths["sr"] = _save(build_sr(measurements, source, seg, specs, algorithm, previous=previous), out / "sr.dcm")
     paths["measurements"] = out / "measurements.json"
     paths["measurements"].write_text(json.dumps(measurements, indent=2) + "\n")
     timings["sr_s"] = time.perf_counter() - t

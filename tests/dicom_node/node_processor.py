@@ -1,14 +1,17 @@
 """A real but simple processor for the node's tests (the oracle of the job contract).
 
-``make_processor(control_dir)`` returns ``process(series_dir, work_dir)`` that reads the
-series with pydicom and writes two results: a derived CT image (new UIDs, derived from
-the input series UID so a rerun produces the same instances) and an Encapsulated STL.
+``make_processor(control_dir)`` returns ``process(series_dir, work_dir, previous=())`` that
+reads the series with pydicom and writes two results: a derived CT image (new UIDs, derived
+from the input series UID and its instance count, so a rerun of the same version produces
+the same instances and a larger version new ones) and an Encapsulated STL. ``previous``
+(the results a job supersedes) is written to ``work_dir/previous.json`` for the tests.
 Files in ``control_dir`` steer it: ``slow`` (seconds to sleep, for crash tests; it writes
 ``started`` first) and ``fail`` (raise with the file's text).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -52,7 +55,7 @@ def _stl_dataset(src: Dataset, series_uid: str) -> Dataset:
 def make_processor(control_dir: Path | None):
     control = Path(control_dir) if control_dir else None
 
-    def process(series_dir: Path, work_dir: Path) -> list[Path]:
+    def process(series_dir: Path, work_dir: Path, previous=()) -> list[Path]:
         if control is not None and (control / "fail").exists():
             raise RuntimeError((control / "fail").read_text().strip() or "planted failure")
         if control is not None and (control / "slow").exists():
@@ -62,7 +65,8 @@ def make_processor(control_dir: Path | None):
         if not files:
             raise ValueError("empty series")
         first = dcmread(files[0], stop_before_pixels=True)
-        series_uid = str(first.SeriesInstanceUID)
+        (Path(work_dir) / "previous.json").write_text(json.dumps([list(p) for p in previous]))
+        series_uid = f"{first.SeriesInstanceUID}/{len(files)}"  # one set of result UIDs per version
         derived = dcmread(files[len(files) // 2])
         derived.SeriesInstanceUID = _uid(series_uid, "ct-series")
         derived.SOPInstanceUID = _uid(series_uid, "ct-instance")

@@ -49,6 +49,10 @@ CASES: dict[int, tuple[str, str]] = {
          "it backs off alone until send.give_up_after_s, then fails; other jobs' results keep flowing"),
     26: ("operator resends or skips a job's results",
          "resend sends the same files (no reprocessing) and the job reads done; skip settles the job"),
+    27: ("series cut short: SIGKILL mid-series and the rest long after the idle timeout, a refused tail, "
+         "an A-ABORT; then a later, larger version of a processed series",
+         "nothing processed until a clean release; exactly one result set, or a superseding set whose SR "
+         "names the first (Predecessor Documents Sequence) and the first job superseded"),
 }
 
 #: Tests outside tests/faults that prove a case (kept where they are, not duplicated).

@@ -8,6 +8,9 @@ Loaded inside a node subprocess (``--processor tests.faults.crashpoint:make_proc
   response is sent (durable but not acknowledged);
 - ``after-success N``: SIGKILL when the (N+1)-th C-STORE arrives, i.e. just after the N-th
   Success reached the peer (storescu sends the next instance only after the response).
+
+``<control>/processor`` (optional) holds ``module:factory`` and a bundle folder on two
+lines: that processor (e.g. the appliance pipeline) is used instead of the test processor.
 """
 
 from __future__ import annotations
@@ -61,4 +64,11 @@ def make_processor(control_dir: Path | None):
             StorageSCP._on_store = on_store  # type: ignore[method-assign]
         else:
             raise ValueError(f"unknown crash point {point!r}")
+    chosen = Path(control_dir) / "processor" if control_dir else None
+    if chosen is not None and chosen.exists():
+        import importlib
+
+        factory, bundle = chosen.read_text().split("\n")[:2]
+        module, name = factory.split(":")
+        return getattr(importlib.import_module(module), name)(Path(bundle))
     return test_processor(control_dir)

@@ -140,3 +140,31 @@ def test_structure_volumes_are_nums_in_cm3(written, sr):
     assert set(expected) == {"vertebral_bodies", "pelvis", "femoral_heads"}
     assert sorted(v for v, _ in volumes) == pytest.approx(sorted(expected.values()), abs=1e-9)
     assert {unit for _, unit in volumes} == {"cm3"}
+
+
+def test_a_superseding_report_names_the_earlier_report_and_stays_dciodvfy_clean(written, sr, tmp_path):
+    """PS3.3 C.17.2.3: the new version's Predecessor Documents Sequence holds the earlier SR
+    (grouped by its study and series), and no other result object (here its SEG)."""
+    from appliance.outputs.seg import segment_label_map
+    from appliance.outputs.sr import build_sr
+    from tests.appliance.outputs.conftest import ALGORITHM
+    from tests.appliance.outputs.dicom_checks import dciodvfy
+
+    seg = pydicom.dcmread(written.paths["seg"])
+    previous = [(str(sr.StudyInstanceUID), str(sr.SeriesInstanceUID), str(sr.SOPClassUID), str(sr.SOPInstanceUID)),
+                (str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID), str(seg.SOPClassUID), str(seg.SOPInstanceUID))]
+    _, specs = segment_label_map(written.study.labels)
+    new = build_sr(written.measurements, written.source, seg, specs, ALGORITHM, previous=previous)
+    path = tmp_path / "sr_v2.dcm"
+    new.save_as(path, enforce_file_format=True)
+    back = pydicom.dcmread(path)
+    assert back.SOPInstanceUID != sr.SOPInstanceUID and back.SeriesInstanceUID != sr.SeriesInstanceUID
+    (study,) = back.PredecessorDocumentsSequence
+    assert study.StudyInstanceUID == sr.StudyInstanceUID
+    (series,) = study.ReferencedSeriesSequence
+    assert series.SeriesInstanceUID == sr.SeriesInstanceUID
+    assert [(i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID) for i in series.ReferencedSOPSequence] == \
+        [(sr.SOPClassUID, sr.SOPInstanceUID)]
+    assert "PredecessorDocumentsSequence" not in sr  # a first version names none
+    status, errors, unexpected = dciodvfy(path)
+    assert status == 0 and not errors and not unexpected, (errors, unexpected)
