@@ -230,6 +230,43 @@ def _row_line(scan: str, variant: str, status: str, s: dict) -> str:
             + "/".join(_fmt(d.get(k)) for k in (1, 2, 3)) + f"  column {s['column']} ({s['column_cm3']:.0f} cm³)  {named}")
 
 
+def card_markdown(tag: str, engine: str, rows: list[dict], phantoms: list[dict]) -> str:
+    """The model card's real-scan section (``export.real_scans.HEADING``) from the rows."""
+    from export.real_scans import HEADING
+
+    out = [HEADING, "",
+           f"Measured on {tag} ({engine}) by `tests/benchmarks/bench_real.py`. **References are "
+           "TotalSegmentator outputs (pseudo-labels), not manual annotation**, mapped to our labels by "
+           "`training.totalseg`; a scan seen in training is no test of the model. The real Varian CBCT "
+           "is not in the shared data and is not scored.", "",
+           "| scan | variant | training | body precision | body recall | false pelvis cm³ | false FH cm³ "
+           "| bodies / off column | Dice vb/pel/fh | column | levels named |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["variant"] == "reference labels":
+            continue
+        names = [n for n in r["names"] if n]
+        rule = (r["level_naming"] or {}).get("rule")
+        d = r["dice"]
+        out.append(f"| {r['scan']} | {r['variant']} | {r['training']} | {_fmt(r['body_precision'])} | "
+                   f"{_fmt(r['body_recall'])} | {r['false_cm3'][2]:.2f} | {r['false_cm3'][3]:.2f} | "
+                   f"{r['bodies']} / {r['off_column']} | {'/'.join(_fmt(d.get(k)) for k in (1, 2, 3))} | "
+                   f"{r['column']} | {rule}: {names[0] + '..' + names[-1] if names else 'none'} |")
+    for what in ("remap", "remap+cbct") if phantoms else ():
+        dice = [p[what]["dice"] for p in phantoms]
+        mean = [float(np.mean([x[k] for x in dice if x[k] is not None])) for k in (1, 2, 3)]
+        worst = [float(np.min([x[k] for x in dice if x[k] is not None])) for k in (1, 2, 3)]
+        out.append("")
+        out.append(f"Phantoms of an unseen appearance ({what}, seeds {phantoms[0]['seed']}–{phantoms[-1]['seed']}, "
+                   f"n = {len(phantoms)}): mean Dice {'/'.join(f'{v:.3f}' for v in mean)}, "
+                   f"worst {'/'.join(f'{v:.3f}' for v in worst)}.")
+    out += ["", f"Targets (issue 17): real CT precision ≥ {TARGETS['real']['precision']}, recall ≥ "
+            f"{TARGETS['real']['recall']}, false pelvis/FH < {TARGETS['real']['false_cm3']} cm³, every body on "
+            f"the column; after CBCT precision ≥ {TARGETS['cbct']['precision']}, recall ≥ "
+            f"{TARGETS['cbct']['recall']}; unseen-appearance phantoms Dice ≥ {TARGETS['phantom_dice']}.", ""]
+    return "\n".join(out)
+
+
 def run_phantoms(n: int, segmenter, cache, tag) -> list[dict]:
     from appliance.errors import PhantomError
     from appliance.phantom import generate_study
@@ -279,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scans", nargs="*", default=["abdomen-ct", "chest-ct"])
     ap.add_argument("--cache", type=Path, default=None, help="folder for the predicted masks (npz)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--record", action="store_true",
+                    help="write the table into the bundle's model card (section 'Real scans') and rehash it")
     args = ap.parse_args(argv)
     segmenter, tag, engine = _segmenter(args.bundle)
     print(f"bundle {args.bundle} ({tag}), engine {engine}; references are TotalSegmentator pseudo-labels; "
@@ -335,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
                                          "targets": TARGETS, "constants": {"off_column_mm": OFF_COLUMN_MM,
                                                                            "absent_margin_mm": ABSENT_MARGIN_MM},
                                          "rows": rows, "phantoms": phantoms}, indent=1, default=str) + "\n")
+    if args.record:
+        from export.real_scans import record
+
+        record(args.bundle, card_markdown(tag, engine, rows, phantoms))
+        print(f"recorded in {args.bundle / 'MODEL_CARD.md'}")
     return 0
 
 
