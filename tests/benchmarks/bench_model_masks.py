@@ -1,7 +1,7 @@
 """Measurements on the default model's own masks of phantoms (run by hand, not in CI).
 
     PYTHONPATH=. python tests/benchmarks/bench_model_masks.py [--studies 20] [--size small]
-        [--cache DIR] [--json out.json]
+        [--bundle DIR] [--cache DIR] [--json out.json]
 
 The masks a real study gets are the model's, not the generator's: study i is pinned as in
 ``bench_measure.py`` (same seeds, same planted values), segmented by the shipped default
@@ -36,12 +36,12 @@ from appliance.phantom import generate_study  # noqa: E402
 LIMIT_DEG = 2.0
 
 
-def _segmenter():
+def _segmenter(bundle_dir: Path | None = None):
     from appliance.bundle import DEFAULT_BUNDLE_DIR, load_bundle
     from appliance.engines.select import EngineConfig, select_engine
     from appliance.inference import segment
 
-    bundle = load_bundle(DEFAULT_BUNDLE_DIR)
+    bundle = load_bundle(bundle_dir or DEFAULT_BUNDLE_DIR)
     engine = select_engine(bundle, EngineConfig()).engine
 
     def run(image):
@@ -50,12 +50,13 @@ def _segmenter():
     return run
 
 
-def model_mask(seed: int, size: str, pins: dict, cache: Path | None, segmenter):
-    """(study, model label map) for a pinned phantom, the mask read from ``cache`` if there."""
+def model_mask(seed: int, size: str, pins: dict, cache: Path | None, segmenter, tag: str = ""):
+    """(study, model label map) for a pinned phantom, the mask read from ``cache`` if there;
+    ``tag`` names the bundle in the cache key (empty: the default bundle, as before)."""
     study = generate_study(seed, size, **pins)
     # the pins depend on --studies (bench_measure.overrides spreads the ranges over n)
     key = hashlib.sha256(json.dumps(pins, sort_keys=True).encode()).hexdigest()[:10]
-    path = None if cache is None else cache / f"{size}-{seed}-{key}.npz"
+    path = None if cache is None else cache / f"{tag + '-' if tag else ''}{size}-{seed}-{key}.npz"
     if path is not None and path.exists():
         return study, np.load(path)["labels"]
     labels = segmenter()(study.image)
@@ -106,12 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=("small", "full"), default="small")
     ap.add_argument("--cache", type=Path, default=None, help="folder for the segmented masks (npz)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
     args = ap.parse_args(argv)
     segmenter_cache: list = []
+    tag = ""
+    if args.bundle is not None:
+        from appliance.bundle import load_bundle
+
+        m = load_bundle(args.bundle).manifest.model
+        tag = f"{m.name}-{m.version}"
 
     def segmenter():
         if not segmenter_cache:
-            segmenter_cache.append(_segmenter())
+            segmenter_cache.append(_segmenter(args.bundle))
         return segmenter_cache[0]
 
     rows = []
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         pins = overrides(i, args.studies)
         for seed in (i, i + 100, i + 200):
             try:
-                study, labels = model_mask(seed, args.size, pins, args.cache, segmenter)
+                study, labels = model_mask(seed, args.size, pins, args.cache, segmenter, tag)
                 break
             except PhantomError:
                 continue
