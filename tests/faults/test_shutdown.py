@@ -107,3 +107,21 @@ def test_sigterm_during_inference_exits_0_and_the_job_runs_at_the_next_start(ser
     finally:
         if node.proc and node.proc.poll() is None:
             node.kill()
+
+
+@pytest.mark.fault(29)
+def test_sigterm_lets_a_job_finish_within_the_grace(series_dir: Path, tmp_path: Path) -> None:
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "slow").write_text("3")  # the test processor sleeps 3 s: well inside stop.job_grace_s
+    node = crashpoint_node(tmp_path, control).start()
+    try:
+        storescu(node.port, sorted(series_dir.glob("*.dcm"))[:40])
+        wait_for(lambda: (control / "started").exists(), timeout_s=30, interval_s=0.02)
+        node.proc.send_signal(signal.SIGTERM)
+        assert node.proc.wait(timeout=STOP_TIMEOUT_S) == 0, node_log(tmp_path)[-3000:]
+        assert node.query("SELECT state, attempts FROM jobs") == [("sending", 1)]  # finished, results queued
+        assert node.query("SELECT COUNT(*) FROM outbox WHERE state='pending'")[0][0] == 2
+    finally:
+        if node.proc and node.proc.poll() is None:
+            node.kill()
