@@ -175,6 +175,34 @@ class ProcessingConfig(_Model):
                 "triton_url": self.triton_url, "triton_model": self.triton_model}
 
 
+#: Seconds kept free inside ``stop.timeout_s`` after the drain or the job wait: aborting the
+#: associations left, closing the journal and the index.
+STOP_MARGIN_S = 5.0
+
+
+class StopConfig(_Model):
+    """SIGTERM (:meth:`dicom_node.service.NodeService.stop`): what may still finish, and for how long.
+
+    ``timeout_s`` is the time the service manager allows (systemd ``TimeoutStopSec=30``,
+    ``docker stop -t 30``); ``drain_s`` and ``job_grace_s`` run side by side and must each leave
+    :data:`STOP_MARGIN_S` of it.
+    """
+
+    timeout_s: float = Field(default=30.0, gt=0)
+    #: Open associations may go on storing this long; then every one still open is A-ABORTed.
+    drain_s: float = Field(default=10.0, ge=0)
+    #: A job running at SIGTERM may finish within this; otherwise it is requeued (``queued``)
+    #: and runs from scratch at the next start.
+    job_grace_s: float = Field(default=20.0, ge=0)
+
+    @model_validator(mode="after")
+    def _fits(self) -> StopConfig:
+        if max(self.drain_s, self.job_grace_s) + STOP_MARGIN_S > self.timeout_s:
+            raise ValueError(f"stop.drain_s and stop.job_grace_s must each be at least {STOP_MARGIN_S:g} s"
+                             " below stop.timeout_s")
+        return self
+
+
 class MetricsConfig(_Model):
     enabled: bool = True
     port: int | None = Field(default=9110, ge=0, le=65535, description="None disables /metrics")
@@ -188,6 +216,7 @@ class Config(_Model):
     send: SendConfig = SendConfig()
     processing: ProcessingConfig = ProcessingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    stop: StopConfig = StopConfig()
 
     @model_validator(mode="after")
     def _backoff(self) -> Config:

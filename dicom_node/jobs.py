@@ -49,6 +49,10 @@ Processor = Callable[[Path, Path], list[Path]]
 ENCAPSULATED_STL = "1.2.840.10008.5.1.4.1.1.104.3"
 
 
+#: The reason a job abandoned by :meth:`Worker.abandon` carries while it waits for the next start.
+REQUEUED_AT_SHUTDOWN = "requeued at shutdown"
+
+
 class JobError(WbspineError):
     """A job cannot be found or retried."""
 
@@ -214,6 +218,11 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Held while a job's outcome is written, and by :meth:`abandon`: exactly one of them
+        #: decides what becomes of the running job.
+        self._outcome = threading.Lock()
+        self._current: int | None = None  # the job being processed now
+        self._abandoned = False  # set by abandon(): the running job's outcome is not written
 
     def wake(self, _job_id: int | None = None) -> None:
         self._wake.set()
@@ -238,6 +247,14 @@ class Worker:
         if claimed is None:
             return False
         job_id, series_uid = claimed
+        self._current = job_id
+        try:
+            self._run_job(job_id, series_uid)
+        finally:
+            self._current = None
+        return True
+
+    def _run_job(self, job_id: int, series_uid: str) -> None:
         series = self.index.get_series(series_uid)
         work = self.spool.work_dir(job_id)
         shutil.rmtree(work, ignore_errors=True)
@@ -251,22 +268,26 @@ class Worker:
                 paths = self.process(Path(series["directory"]), work)
             files = self._durable(paths)
         except Exception as exc:
-            self._fail(job_id, f"{type(exc).__name__}: {exc}")
-            return True
+            with self._outcome:
+                if not self._abandoned:
+                    self._fail(job_id, f"{type(exc).__name__}: {exc}")
+            return
         finally:
             self.metrics.observe("wbspine_job_duration_seconds", time.monotonic() - started)
-        self._export_stl(job_id, files)
-        targets = resolve(self.destinations, series["calling_ae"], series["peer_host"])
-        with self.index.tx() as db:
-            n = enqueue(db, job_id, files, targets)
-            state = "sending" if n else "done"
-            db.execute("UPDATE jobs SET state=?, updated_at=?, finished_at=? WHERE id=?",
-                       (state, time.time(), None if n else time.time(), job_id))
+        with self._outcome:
+            if self._abandoned:  # requeued at shutdown: these results are not the job's
+                return
+            self._export_stl(job_id, files)
+            targets = resolve(self.destinations, series["calling_ae"], series["peer_host"])
+            with self.index.tx() as db:
+                n = enqueue(db, job_id, files, targets)
+                state = "sending" if n else "done"
+                db.execute("UPDATE jobs SET state=?, updated_at=?, finished_at=? WHERE id=?",
+                           (state, time.time(), None if n else time.time(), job_id))
         self.metrics.inc("wbspine_jobs_finished_total", outcome="processed")
         log.info("job processed", extra={"job": job_id, "results": len(files), "outbox_rows": n,
                                          "seconds": round(time.monotonic() - started, 3)})
         self.on_results()
-        return True
 
     def _durable(self, paths: Sequence[Path]) -> list[FileInfo]:
         files = []
@@ -317,9 +338,33 @@ class Worker:
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self) -> None:
-        """Stop after the current job (the queue is kept in the index)."""
+    def request_stop(self) -> None:
+        """Claim no further job (the queue is kept in the index); the running one goes on."""
         self._stop.set()
         self._wake.set()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the worker thread to end; True when it did."""
         if self._thread is not None:
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=max(timeout_s, 0.0))
+        return not self.busy()
+
+    def abandon(self) -> int | None:
+        """Give up the running job at shutdown: back to ``queued`` (reason "requeued at
+        shutdown"), to run from scratch at the next start; whatever the processor still
+        returns is dropped. Returns the job requeued, None if none was running."""
+        with self._outcome:
+            job_id = self._current
+            if job_id is None:
+                return None
+            self._abandoned = True
+            with self.index.tx() as db:
+                db.execute("UPDATE jobs SET state='queued', reason=?, updated_at=? WHERE id=? AND state='running'",
+                           (REQUEUED_AT_SHUTDOWN, time.time(), job_id))
+        log.warning("job requeued at shutdown", extra={"job": job_id})
+        return job_id
+
+    def stop(self) -> None:
+        """Stop after the current job (the queue is kept in the index)."""
+        self.request_stop()
+        self.join(2.0)

@@ -16,6 +16,13 @@ still winding down after a release, which refused scanners reconnecting at once.
 Memory is bounded per association by :class:`PduGuard` (PDU length and data set size);
 threads are bounded by :class:`GuardedServer` (timeouts on every accepted socket, TLS
 handshakes off the accept thread).
+
+Stop (:meth:`StorageSCP.stop`, SIGTERM): stop accepting; open associations may go on storing
+for ``drain_s``; then every C-STORE is refused with 0xA700 ("node stopping", transient: the
+scanner resends later), every association still open is A-ABORTed (pynetdicom's
+``active_associations`` and ``Association.abort()``) and ``stop`` returns only when no store
+handler runs any more, so the caller may close the index: no store is ever answered from a
+closed index. An aborted association delivers nothing (:mod:`dicom_node.series`).
 """
 
 from __future__ import annotations
@@ -157,6 +164,9 @@ class StorageSCP:
         self._releasing: set[str] = set()  # associations whose peer asked to release
         self._refused: set[str] = set()  # associations with a refused C-STORE: they deliver nothing
         self._server = None
+        self._handling = threading.Condition()  # guards _in_store and _stopping
+        self._in_store = 0  # C-STORE handlers running now
+        self._stopping = False  # set after the drain: every further C-STORE is refused
         self.ae = self._make_ae()
 
     def _make_ae(self) -> AE:
@@ -244,7 +254,20 @@ class StorageSCP:
         return 0x0000
 
     def _on_store(self, event: evt.Event) -> int:
-        status = self._stored_status(event)
+        with self._handling:
+            stopping = self._stopping
+            if not stopping:
+                self._in_store += 1
+        if stopping:
+            status = STOPPING_STATUS
+            log.warning("C-STORE refused: node stopping", extra={"status": f"0x{status:04X}"})
+        else:
+            try:
+                status = self._stored_status(event)
+            finally:
+                with self._handling:
+                    self._in_store -= 1
+                    self._handling.notify_all()
         if status != 0x0000:  # a refused instance: this association cannot deliver its series
             with self._open_lock:
                 self._refused.add(_assoc_key(event))
@@ -384,19 +407,42 @@ class StorageSCP:
         return port
 
     def stop(self, drain_s: float = 10.0) -> None:
-        """Stop accepting, let current associations finish (up to ``drain_s``), then abort the rest."""
+        """Stop accepting, let open associations store for up to ``drain_s``, then refuse every
+        C-STORE, A-ABORT the associations still open and wait (bounded) until no store handler
+        runs and their threads ended; the index may be closed after this returns."""
         if self._server is None:
             return
         import socketserver
-        import time
 
-        socketserver.BaseServer.shutdown(self._server)  # stop accepting, keep open associations
+        server, self._server = self._server, None
+        socketserver.BaseServer.shutdown(server)  # stop accepting, keep open associations
         deadline = time.monotonic() + drain_s
-        while (any(a.is_established for a in self._server.active_associations)
-               and time.monotonic() < deadline):
+        while any(a.is_established for a in server.active_associations) and time.monotonic() < deadline:
             time.sleep(0.05)
-        self._server.shutdown()
-        self._server = None
+        with self._handling:
+            self._stopping = True
+        left = [a for a in server.active_associations if not (a.is_released or a.is_aborted)]
+        for assoc in left:
+            assoc.abort()
+        if left:
+            log.warning("associations aborted at shutdown", extra={"associations": len(left),
+                                                                   "drain_s": drain_s})
+        deadline = time.monotonic() + ABORT_WAIT_S
+        with self._handling:
+            self._handling.wait_for(lambda: self._in_store == 0, timeout=ABORT_WAIT_S)
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.server_close()
+        if server in self.ae._servers:
+            self.ae._servers.remove(server)
+
+
+#: Status of a C-STORE arriving after the drain (0xA700 Refused: Out of Resources, PS3.4
+#: B.2.3: transient, the scanner sends it again later).
+STOPPING_STATUS = OutOfResources.status
+#: How long stop waits for store handlers and association threads after the A-ABORTs (a
+#: handler finishes its fsync; pynetdicom's threads end within their 1 ms loop).
+ABORT_WAIT_S = 3.0
 
 
 QUARANTINE_REASON = "same SOP Instance UID, other content"

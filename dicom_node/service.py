@@ -1,14 +1,33 @@
 """Wires the node: listener → spool/index → series completion → worker → outbox sender.
 
 ``NodeService(config, process).start()`` runs everything on background threads and arms the
-series tracker's idle completion only once the listener accepts (:mod:`dicom_node.series`);
-``stop()`` stops accepting, lets the instance being written finish, stops the worker after
-its current job and keeps the queue and outbox in the index for the next start.
+series tracker's idle completion only once the listener accepts (:mod:`dicom_node.series`).
+
+Clean shutdown (SIGTERM/SIGINT; ``stop.*`` in :class:`dicom_node.config.StopConfig`), all within
+``stop.timeout_s`` (30 s, systemd ``TimeoutStopSec``) of the signal:
+
+1. the worker claims no further job; the listener stops accepting;
+2. open associations may store for ``stop.drain_s`` (10 s); then every C-STORE is refused
+   (0xA700) and every association still open is A-ABORTed — their series are not delivered
+   and complete only when the scanner sends them again (:mod:`dicom_node.series`);
+3. the journal is applied and closed, the tracker, sender and metrics stop;
+4. a job still running may finish until ``stop.job_grace_s`` (20 s) after the signal; if it
+   has not, it is requeued (``queued``, "requeued at shutdown") and runs from scratch at the
+   next start — the result it might still produce is dropped;
+5. the index is closed, and the process exits 0.
+
+Why step 4 does not interrupt inference: ONNX Runtime and OpenVINO offer no way to cancel a
+running call, and a thread left inside one when the interpreter exits makes the C++ runtime's
+static destructors abort the process (SIGABRT, 134: "terminate called without an active
+exception"). So when the worker thread is still inside the processor after step 5,
+:meth:`serve_forever` flushes the logs and leaves with ``os._exit(0)``: everything durable is
+already committed (the job is ``queued``), and no destructor runs on the busy native thread.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -98,30 +117,38 @@ class NodeService:
             self.http.start()
         return self.port
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop as the module docstring says; True when no thread is left inside the
+        processor (False: the job was requeued and its thread still runs native code)."""
         if self._stopped.is_set():
-            return
+            return not self.worker.busy()
+        started = time.monotonic()
+        sc = self.config.stop
         self._stopped.set()
-        self.scp.stop()
+        self.worker.request_stop()
+        self.scp.stop(sc.drain_s)
         if self.scp.journal is not None:
             self.scp.journal.close()
         self.tracker.stop()
-        self.worker.stop()
         self.sender.stop()
         if self.http is not None:
             self.http.stop()
-        if not self.worker.busy():  # a running job keeps the index; it is requeued on restart
-            self.index.close()
-        log.info("stopped")
+        finished = self.worker.join(sc.job_grace_s - (time.monotonic() - started))
+        requeued = None if finished else self.worker.abandon()
+        self.index.close()
+        log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3), "job_requeued": requeued})
+        return finished
 
     def serve_forever(self) -> None:
-        """Run until SIGTERM/SIGINT, then stop gracefully."""
+        """Run until SIGTERM/SIGINT, then stop gracefully (exit 0 even with a job requeued)."""
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
         self.start()
         done.wait()
-        self.stop()
+        if not self.stop():
+            logging.shutdown()  # flush every handler: os._exit skips atexit
+            os._exit(0)  # a worker thread is inside native inference: see the module docstring
 
 
 def spool_index(spool_dir: Path) -> Index:

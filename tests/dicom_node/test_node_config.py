@@ -56,6 +56,17 @@ def test_engine_settings_parse_override_and_validate(tmp_path: Path) -> None:
     assert "processing.engine" in str(err.value) and "processing.cpu_precision" in str(err.value)
 
 
+def test_stop_settings_fit_inside_the_stop_timeout(tmp_path: Path) -> None:
+    cfg = load_config(REPO / "deploy" / "node.example.toml", environ={})
+    assert (cfg.stop.timeout_s, cfg.stop.drain_s, cfg.stop.job_grace_s) == (30.0, 10.0, 20.0)
+    cfg = load_config(None, environ={"WBSPINE_STOP__DRAIN_S": "1", "WBSPINE_STOP__JOB_GRACE_S": "0"})
+    assert (cfg.stop.drain_s, cfg.stop.job_grace_s) == (1.0, 0.0)
+    bad = tmp_path / "stop.toml"
+    bad.write_text("[stop]\ntimeout_s = 30\ndrain_s = 28\n")  # no room left to abort and close
+    with pytest.raises(ConfigError, match="below stop.timeout_s"):
+        load_config(bad, environ={})
+
+
 def test_processor_factories_get_the_engine_settings_they_take() -> None:
     import types
 

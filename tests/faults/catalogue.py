@@ -53,6 +53,12 @@ CASES: dict[int, tuple[str, str]] = {
          "an A-ABORT; then a later, larger version of a processed series",
          "nothing processed until a clean release; exactly one result set, or a superseding set whose SR "
          "names the first (Predecessor Documents Sequence) and the first job superseded"),
+    28: ("SIGTERM while a scanner is still sending a long series",
+         "stores for stop.drain_s, then A-ABORT; no C211, exit 0 within stop.timeout_s; the partial series "
+         "is not processed, the resent one once"),
+    29: ("SIGTERM while a job is inside native inference (ONNX Runtime threads)",
+         "job finished within stop.job_grace_s or requeued; exit 0 (no SIGABRT) within stop.timeout_s; "
+         "processed once at the next start"),
 }
 
 #: Tests outside tests/faults that prove a case (kept where they are, not duplicated).

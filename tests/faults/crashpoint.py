@@ -9,6 +9,9 @@ Loaded inside a node subprocess (``--processor tests.faults.crashpoint:make_proc
 - ``after-success N``: SIGKILL when the (N+1)-th C-STORE arrives, i.e. just after the N-th
   Success reached the peer (storescu sends the next instance only after the response).
 
+``<control>/slow-store`` (optional) holds seconds: every C-STORE waits that long before it is
+handled (a long association that is still sending when SIGTERM comes).
+
 ``<control>/processor`` (optional) holds ``module:factory`` and a bundle folder on two
 lines: that processor (e.g. the appliance pipeline) is used instead of the test processor.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from dicom_node.index import Index
@@ -64,6 +68,15 @@ def make_processor(control_dir: Path | None):
             StorageSCP._on_store = on_store  # type: ignore[method-assign]
         else:
             raise ValueError(f"unknown crash point {point!r}")
+    slow = Path(control_dir) / "slow-store" if control_dir else None
+    if slow is not None and slow.exists():
+        delay, handle = float(slow.read_text()), StorageSCP._on_store
+
+        def slow_store(self, event):  # type: ignore[no-untyped-def]
+            time.sleep(delay)
+            return handle(self, event)
+
+        StorageSCP._on_store = slow_store  # type: ignore[method-assign]
     chosen = Path(control_dir) / "processor" if control_dir else None
     if chosen is not None and chosen.exists():
         import importlib
